@@ -1,0 +1,190 @@
+// Package endpoint serves a service's request-reply operations on the micro
+// package of nats.go: one micro service per InfraPilot service, endpoints in
+// the group "svc.<service>", a queue group so replicas share the load, typed
+// JSON handlers, one mapping from errors to micro error replies, and the
+// health endpoint every service answers.
+package endpoint
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/infrapilot/infrapilot/events"
+	"github.com/infrapilot/infrapilot/services/internal/platform/reqctx"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// DefaultTimeout bounds a request whose caller sent no deadline.
+const DefaultTimeout = 30 * time.Second
+
+// Check is one dependency check of the health endpoint; nil means healthy.
+type Check func(ctx context.Context) error
+
+// Config describes a service's endpoints.
+type Config struct {
+	Service  string
+	Version  string
+	Instance string
+	// Checks run on every health request, by name (for example "postgres").
+	Checks map[string]Check
+}
+
+// Server is a service's set of request-reply endpoints. Handlers are added
+// before Start; Stop drains them.
+type Server struct {
+	cfg     Config
+	nc      *nats.Conn
+	log     *slog.Logger
+	metrics *metrics
+	handles []handle
+	svc     micro.Service
+	base    context.Context
+}
+
+type handle struct {
+	op string
+	fn func(ctx context.Context, req micro.Request)
+}
+
+// New prepares a server; it subscribes to nothing until Start.
+func New(cfg Config, nc *nats.Conn, log *slog.Logger, reg prometheus.Registerer) (*Server, error) {
+	if !events.ValidToken(cfg.Service) {
+		return nil, fmt.Errorf("endpoint: invalid service name %q", cfg.Service)
+	}
+	if cfg.Version == "" {
+		cfg.Version = "0.0.0"
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, nc: nc, log: log.With("service", cfg.Service), metrics: m, base: context.Background()}
+	Handle(s, events.HealthOperation, s.health)
+	return s, nil
+}
+
+// Handle adds a typed operation answering on events.ServiceEndpoint(service,
+// op). The request body is decoded into Req (unknown fields rejected); the
+// handler's result is encoded as JSON; its error is mapped by one function.
+func Handle[Req, Resp any](s *Server, op string, fn func(ctx context.Context, req Req) (Resp, error)) {
+	s.handles = append(s.handles, handle{op: op, fn: func(ctx context.Context, r micro.Request) {
+		var req Req
+		if len(r.Data()) > 0 {
+			dec := json.NewDecoder(bytesReader(r.Data()))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&req); err != nil {
+				s.reply(ctx, r, op, nil, events.Invalid("malformed request body: %v", err))
+				return
+			}
+		}
+		resp, err := fn(ctx, req)
+		s.reply(ctx, r, op, resp, err)
+	}})
+}
+
+// Start registers the micro service and its endpoints. ctx is the parent of
+// every request context (its cancellation aborts in-flight handlers).
+func (s *Server) Start(ctx context.Context) error {
+	s.base = ctx
+	svc, err := micro.AddService(s.nc, micro.Config{
+		Name:        s.cfg.Service,
+		Version:     s.cfg.Version,
+		Description: "InfraPilot " + s.cfg.Service + " service",
+		Metadata:    map[string]string{"instance": s.cfg.Instance},
+		QueueGroup:  "svc." + s.cfg.Service,
+	})
+	if err != nil {
+		return fmt.Errorf("endpoint: add service %s: %w", s.cfg.Service, err)
+	}
+	group := svc.AddGroup(events.ServiceEndpoints(s.cfg.Service))
+	for _, h := range s.handles {
+		h := h
+		if err := group.AddEndpoint(h.op, micro.HandlerFunc(func(r micro.Request) { s.serve(h, r) })); err != nil {
+			_ = svc.Stop()
+			return fmt.Errorf("endpoint: add %s.%s: %w", s.cfg.Service, h.op, err)
+		}
+	}
+	s.svc = svc
+	return nil
+}
+
+// Stop drains the endpoints: no new requests are taken, in-flight ones
+// finish.
+func (s *Server) Stop() error {
+	if s.svc == nil {
+		return nil
+	}
+	return s.svc.Stop()
+}
+
+func (s *Server) serve(h handle, r micro.Request) {
+	info := reqctx.FromHeaders(nats.Header(r.Headers()))
+	deadline, ok := reqctx.Deadline(nats.Header(r.Headers()))
+	if !ok {
+		deadline = time.Now().Add(DefaultTimeout)
+	}
+	ctx, cancel := context.WithDeadline(reqctx.With(s.base, info), deadline)
+	defer cancel()
+	if ctx.Err() != nil {
+		// The caller has already given up; doing the work would only
+		// produce a reply nobody reads.
+		s.metrics.observe(s.cfg.Service, h.op, "abandoned", 1)
+		return
+	}
+	start := time.Now()
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("endpoint panic", "op", h.op, "panic", fmt.Sprint(p), "request_id", info.RequestID)
+			s.reply(ctx, r, h.op, nil, events.Errorf(events.CodeInternal, "panic in %s", h.op))
+		}
+		s.metrics.duration.WithLabelValues(s.cfg.Service, h.op).Observe(time.Since(start).Seconds())
+	}()
+	h.fn(ctx, r)
+}
+
+// reply is the one place a result or an error becomes a micro reply.
+func (s *Server) reply(ctx context.Context, r micro.Request, op string, resp any, err error) {
+	info := reqctx.From(ctx)
+	if err != nil {
+		e := events.AsError(err)
+		if errors.Is(err, context.DeadlineExceeded) {
+			e = events.Errorf(events.CodeUnavailable, "%s timed out", op)
+		}
+		if e.Code == events.CodeInternal {
+			s.log.Error("endpoint failed", "op", op, "err", err, "request_id", info.RequestID, "org_id", info.OrgID)
+		}
+		s.metrics.observe(s.cfg.Service, op, e.Code, 1)
+		body, _ := json.Marshal(e)
+		if rerr := r.Error(string(e.Code), e.Message, body); rerr != nil {
+			s.log.Warn("endpoint reply failed", "op", op, "err", rerr)
+		}
+		return
+	}
+	s.metrics.observe(s.cfg.Service, op, "ok", 1)
+	if rerr := r.RespondJSON(resp); rerr != nil {
+		s.log.Warn("endpoint reply failed", "op", op, "err", rerr)
+	}
+}
+
+func (s *Server) health(ctx context.Context, _ struct{}) (events.HealthReply, error) {
+	out := events.HealthReply{Service: s.cfg.Service, Instance: s.cfg.Instance, Version: s.cfg.Version,
+		Status: events.HealthOK, Checks: map[string]string{}}
+	for name, check := range s.cfg.Checks {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := check(cctx)
+		cancel()
+		if err != nil {
+			out.Status = events.HealthDegraded
+			out.Checks[name] = "error: " + err.Error()
+			continue
+		}
+		out.Checks[name] = events.HealthOK
+	}
+	return out, nil
+}
