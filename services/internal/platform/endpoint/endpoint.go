@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
+	"strings"
 	"time"
 
 	"github.com/infrapilot/infrapilot/events"
@@ -57,9 +59,7 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger, reg prometheus.Registerer)
 	if !events.ValidToken(cfg.Service) {
 		return nil, fmt.Errorf("endpoint: invalid service name %q", cfg.Service)
 	}
-	if cfg.Version == "" {
-		cfg.Version = "0.0.0"
-	}
+	cfg.Version = semver(cfg.Version)
 	m, err := newMetrics(reg)
 	if err != nil {
 		return nil, err
@@ -187,4 +187,25 @@ func (s *Server) health(ctx context.Context, _ struct{}) (events.HealthReply, er
 		out.Checks[name] = events.HealthOK
 	}
 	return out, nil
+}
+
+var semverRE = regexp.MustCompile(`^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$`)
+
+// semver turns a build version into the SemVer string micro requires:
+// "1.2.3" stays, "dev" becomes "0.0.0-dev".
+func semver(v string) string {
+	v = strings.TrimPrefix(v, "v")
+	if semverRE.MatchString(v) {
+		return v
+	}
+	clean := strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '-' {
+			return r
+		}
+		return '-'
+	}, v)
+	if clean == "" {
+		clean = "unknown"
+	}
+	return "0.0.0-" + clean
 }

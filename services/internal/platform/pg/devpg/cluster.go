@@ -61,15 +61,19 @@ func (s *Server) startSystem(ctx context.Context, existing int) error {
 // prepareFiles creates the socket directory and the log file, owned by the
 // user the server runs as.
 func (s *Server) prepareFiles() error {
-	if err := os.MkdirAll(s.sockDir, 0o700); err != nil {
-		return fmt.Errorf("devpg: %w", err)
+	paths := []string{s.logPath}
+	if s.sockDir != "" {
+		if err := os.MkdirAll(s.sockDir, 0o700); err != nil {
+			return fmt.Errorf("devpg: %w", err)
+		}
+		paths = append(paths, s.sockDir)
 	}
 	f, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("devpg: %w", err)
 	}
 	f.Close()
-	for _, p := range []string{s.sockDir, s.logPath} {
+	for _, p := range paths {
 		if err := s.chown(p); err != nil {
 			return err
 		}

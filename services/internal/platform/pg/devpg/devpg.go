@@ -110,7 +110,7 @@ type Server struct {
 	port    int
 	pgdata  string // DataDir/pg
 	logPath string // DataDir/pg.log
-	sockDir string // DataDir/pgsock
+	sockDir string // DataDir/pgsock; empty when the path is too long for a socket
 	bin     string // bin directory; "" when embedded-postgres runs the server
 	// runAs is the postgres user's credential when we are root, nil
 	// otherwise (the binaries then run as ourselves).
@@ -149,9 +149,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		}
 		s.port = p
 	}
-	// The socket path (dir + "/.s.PGSQL.<port>") must fit sun_path.
+	// The socket path (dir + "/.s.PGSQL.<port>") must fit sun_path. We
+	// only connect over TCP, so a data dir too deep for a socket simply
+	// gets none rather than refusing to start.
 	if len(s.sockDir)+len("/.s.PGSQL.65535") > 107 {
-		return nil, fmt.Errorf("devpg: DataDir %q is too long for a unix socket path (107 bytes); use a shorter one", cfg.DataDir)
+		cfg.Log.Info("data dir too long for a unix socket path; Postgres listens on TCP only", "dir", cfg.DataDir)
+		s.sockDir = ""
 	}
 	// As root, directories created here must let the postgres user pass
 	// (search only, no listing); see makeTraversable.

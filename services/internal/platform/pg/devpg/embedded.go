@@ -69,8 +69,10 @@ func (s *Server) startEmbedded(ctx context.Context, existing int) error {
 		return fmt.Errorf("devpg: %s, and embedded-postgres has no PostgreSQL %d for the cluster in %s; install PostgreSQL %d or set %s",
 			noBinaries, major, s.pgdata, major, EnvBinDir)
 	}
-	if err := os.MkdirAll(s.sockDir, 0o700); err != nil {
-		return fmt.Errorf("devpg: %w", err)
+	if s.sockDir != "" {
+		if err := os.MkdirAll(s.sockDir, 0o700); err != nil {
+			return fmt.Errorf("devpg: %w", err)
+		}
 	}
 	hba := filepath.Join(s.cfg.DataDir, "pg_hba.dev.conf")
 	if err := os.WriteFile(hba, []byte("# Written by infrapilot dev for embedded-postgres.\nlocal all all trust\nhost all all 127.0.0.1/32 trust\n"), 0o600); err != nil {
