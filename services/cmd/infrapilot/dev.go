@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/infrapilot/infrapilot/events"
+	"github.com/infrapilot/infrapilot/gateway"
+	"github.com/infrapilot/infrapilot/services/internal/platform/app"
+	"github.com/infrapilot/infrapilot/services/internal/platform/config"
+	"github.com/infrapilot/infrapilot/services/internal/platform/natsx"
+	"github.com/infrapilot/infrapilot/services/internal/platform/obs"
+	"github.com/infrapilot/infrapilot/services/internal/platform/pg/devpg"
+)
+
+type devFlags struct {
+	dataDir       string
+	http          string
+	natsPort      int
+	leafPort      int
+	pgPort        int
+	clickhouseURL string
+	logLevel      string
+}
+
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	var f devFlags
+	fs := flag.NewFlagSet("infrapilot dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.dataDir, "data-dir", "./.infrapilot", "directory for all state (NATS store, Postgres data); reused across restarts")
+	fs.StringVar(&f.http, "http", "127.0.0.1:8080", "address of the REST gateway")
+	fs.IntVar(&f.natsPort, "nats-port", 4222, "NATS client port on 127.0.0.1 (0 picks a free one)")
+	fs.IntVar(&f.leafPort, "leaf-port", 7422, "NATS leafnode port on 127.0.0.1 that agents dial (-1 picks a free one)")
+	fs.IntVar(&f.pgPort, "pg-port", 5433, "port of the private Postgres on 127.0.0.1 (0 picks a free one)")
+	fs.StringVar(&f.clickhouseURL, "clickhouse-url", "", "ClickHouse native URL (clickhouse://host:9000); empty: not used")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.Usage = config.Usage(fs, `Usage: infrapilot dev [flags]
+
+Runs all of InfraPilot in one process: an embedded NATS server with JetStream
+(file store in the data dir), a private PostgreSQL started and stopped with
+it (trust auth on loopback: for development only), every service, and the
+gateway. Ctrl-C stops everything; a restart on the same data dir keeps all state.`)
+	if err := config.Parse(fs, args, getenv); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "infrapilot dev takes no arguments, got %q\n", fs.Args())
+		return errUsage
+	}
+	level, err := obs.ParseLevel(f.logLevel)
+	if err != nil {
+		return err
+	}
+	log := obs.NewLogger(stderr, level, "dev")
+	reg := obs.NewRegistry()
+
+	dataDir, err := filepath.Abs(f.dataDir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	// Searchable but not listable by others: when started as root the
+	// private Postgres runs as the postgres user and must reach its
+	// subdirectory; the NATS store stays private (0700).
+	if err := os.Chmod(dataDir, 0o711); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	if f.natsPort == 0 {
+		if f.natsPort, err = natsx.FreePort("127.0.0.1"); err != nil {
+			return err
+		}
+	}
+	if f.pgPort == 0 {
+		if f.pgPort, err = natsx.FreePort("127.0.0.1"); err != nil {
+			return err
+		}
+	}
+
+	start := time.Now()
+	fmt.Fprintf(stdout, "infrapilot %s — data in %s\n", version, dataDir)
+	fmt.Fprintln(stdout, "starting NATS…")
+	hub, err := natsx.StartHub(natsx.HubConfig{Host: "127.0.0.1", Port: f.natsPort, LeafPort: f.leafPort, StoreDir: filepath.Join(dataDir, "nats")})
+	if err != nil {
+		return err
+	}
+	defer hub.Shutdown()
+
+	fmt.Fprintln(stdout, "starting Postgres…")
+	pgsrv, err := devpg.Start(ctx, devpg.Config{DataDir: filepath.Join(dataDir, "postgres"), Port: f.pgPort, Log: log})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := pgsrv.Stop(sctx); err != nil {
+			log.Error("stopping postgres", "err", err)
+		}
+	}()
+
+	nc, err := natsx.Connect(natsx.ConnConfig{URL: hub.ClientURL(), Name: "infrapilot-dev"}, log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := natsx.JetStream(nc)
+	if err != nil {
+		return err
+	}
+
+	mods := modules()
+	host, err := app.New(app.Config{Instance: "dev", Version: version, PostgresURL: pgsrv.URL(), Topology: events.DefaultTopology()},
+		nc, js, log, reg, mods)
+	if err != nil {
+		return err
+	}
+	defer host.Close()
+	gw, err := gateway.New(gateway.Config{Addr: f.http, RequiredServices: names(mods), Version: version},
+		gateway.Deps{NC: nc, Log: log.With("component", "gateway"), Registry: reg})
+	if err != nil {
+		return err
+	}
+	return serve(ctx, log, stdout, host, gw, nc, func() {
+		fmt.Fprintf(stdout, "\nInfraPilot is running (started in %s)\n", time.Since(start).Round(time.Millisecond))
+		fmt.Fprintf(stdout, "  API        http://%s/api/v1   (ready: http://%s/readyz)\n", gw.Addr(), gw.Addr())
+		fmt.Fprintf(stdout, "  NATS       %s\n", hub.ClientURL())
+		if hub.LeafPort() > 0 {
+			fmt.Fprintf(stdout, "  leafnodes  nats-leaf://127.0.0.1:%d (agents dial this)\n", hub.LeafPort())
+		}
+		fmt.Fprintf(stdout, "  Postgres   %s\n", pgsrv.URL())
+		fmt.Fprintf(stdout, "Press Ctrl-C to stop.\n")
+	})
+}
+
+// errStopped is returned by serve's goroutines when they end because the
+// process is stopping, not because they failed.
+var errStopped = errors.New("stopped")
