@@ -2,6 +2,4 @@ module github.com/infrapilot/infrapilot/loadtest
 
 go 1.26.8
 
-require github.com/infrapilot/infrapilot/events v0.0.0
-
 replace github.com/infrapilot/infrapilot/events => ../events

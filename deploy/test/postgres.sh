@@ -52,6 +52,9 @@ if [ ! -f "$dir/data/PG_VERSION" ]; then
     || { cat "$dir/initdb.log" >&2; exit 1; }
 fi
 if ! as_pg "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+  # A server killed with the machine's previous session leaves its pid file;
+  # pg_ctl says nothing runs there, so the file is stale.
+  rm -f "$dir/data/postmaster.pid"
   as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
     -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
     start >&2 || { cat "$dir/server.log" >&2; exit 1; }
