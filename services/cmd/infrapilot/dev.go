@@ -38,7 +38,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	fs.IntVar(&f.natsPort, "nats-port", 4222, "NATS client port on 127.0.0.1 (0 picks a free one)")
 	fs.IntVar(&f.leafPort, "leaf-port", 7422, "NATS leafnode port on 127.0.0.1 that agents dial (-1 picks a free one)")
 	fs.IntVar(&f.pgPort, "pg-port", 5433, "port of the private Postgres on 127.0.0.1 (0 picks a free one)")
-	fs.StringVar(&f.clickhouseURL, "clickhouse-url", "", "ClickHouse native URL (clickhouse://host:9000); empty: not used")
+	fs.StringVar(&f.clickhouseURL, "clickhouse-url", "", "ClickHouse native URL (clickhouse://host:9000) for the log and audit stores once those services land; empty: none")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Usage = config.Usage(fs, `Usage: infrapilot dev [flags]
 

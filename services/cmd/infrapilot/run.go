@@ -26,6 +26,7 @@ type runFlags struct {
 	instance      string
 	replicas      int
 	requireAll    string
+	metricsAddr   string
 	logLevel      string
 }
 
@@ -37,11 +38,12 @@ func runServices(ctx context.Context, args []string, stdout, stderr io.Writer, g
 	fs.StringVar(&f.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URL(s), comma separated")
 	fs.StringVar(&f.natsCreds, "nats-creds", "", "NATS credentials file (.creds)")
 	fs.StringVar(&f.pgURL, "pg-url", "", "Postgres URL, e.g. postgres://user:pass@host:5432/infrapilot")
-	fs.StringVar(&f.clickhouseURL, "clickhouse-url", "", "ClickHouse native URL; empty: not used")
+	fs.StringVar(&f.clickhouseURL, "clickhouse-url", "", "ClickHouse native URL for the log and audit stores once those services land; empty: none")
 	fs.StringVar(&f.http, "http", "127.0.0.1:8080", "gateway address when running \"gateway\"")
 	fs.StringVar(&f.instance, "instance", host, "name of this process in health replies and logs")
 	fs.IntVar(&f.replicas, "stream-replicas", 1, "replicas of every stream (3 on a NATS cluster)")
 	fs.StringVar(&f.requireAll, "required-services", "", "services the gateway's /readyz waits for (comma separated; default: every known service)")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "address serving /metrics and /healthz when \"gateway\" is not run here (empty: off)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Usage = config.Usage(fs, `Usage: infrapilot run [flags] <service>... 
 
@@ -102,8 +104,12 @@ Services: `+serviceNames())
 			return err
 		}
 	}
+	var ops *opsServer
+	if f.metricsAddr != "" && gw == nil {
+		ops = newOpsServer(f.metricsAddr, reg)
+	}
 	start := time.Now()
-	return serve(ctx, log, stdout, h, gw, nc, func() {
+	return serveWith(ctx, log, stdout, h, gw, ops, nc, func() {
 		log.Info("running", "services", strings.Join(fs.Args(), ","), "startup", time.Since(start).String())
 	})
 }

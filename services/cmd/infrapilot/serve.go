@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,48 +17,66 @@ import (
 // then the services (consumers drain, endpoints stop, publishes are acked),
 // then NATS. Postgres is closed by the caller's deferred calls afterwards.
 func serve(ctx context.Context, log *slog.Logger, stdout io.Writer, host *app.Host, gw *gateway.Gateway, nc *nats.Conn, ready func()) error {
-	if gw != nil {
-		if err := gw.Listen(ctx); err != nil {
-			return err
-		}
-	}
+	return serveWith(ctx, log, stdout, host, gw, nil, nc, ready)
+}
+
+// serveWith is serve with an optional operations listener (/metrics,
+// /healthz) for processes that run no gateway; it stops with the HTTP side.
+func serveWith(ctx context.Context, log *slog.Logger, stdout io.Writer, host *app.Host, gw *gateway.Gateway, ops *opsServer, nc *nats.Conn, ready func()) error {
 	hostCtx, stopHost := context.WithCancel(context.Background())
 	defer stopHost()
-	gwCtx, stopGW := context.WithCancel(context.Background())
-	defer stopGW()
-
 	hostErr := make(chan error, 1)
 	go func() { hostErr <- host.Run(hostCtx) }()
+
+	// HTTP opens only once every service runs, so a 200 from /readyz, or
+	// any API answer, never comes from a half-started process.
+	select {
+	case <-host.Ready():
+	case err := <-hostErr:
+		return err
+	case <-ctx.Done():
+		stopHost()
+		return <-hostErr
+	}
+	stopHostNow := func() error {
+		stopHost()
+		return <-hostErr
+	}
+	if ops != nil {
+		if err := ops.start(); err != nil {
+			return errors.Join(err, stopHostNow())
+		}
+	}
+	gwCtx, stopGW := context.WithCancel(context.Background())
+	defer stopGW()
 	gwErr := make(chan error, 1)
 	if gw != nil {
+		if err := gw.Listen(ctx); err != nil {
+			return errors.Join(err, stopHostNow())
+		}
 		go func() { gwErr <- gw.Run(gwCtx) }()
 	}
+	ready()
 
 	var err error
 	hostDone, gwDone := false, gw == nil
 	select {
-	case <-host.Ready():
-		ready()
+	case <-ctx.Done():
 	case err = <-hostErr:
 		hostDone = true
 	case err = <-gwErr:
 		gwDone = true
-	case <-ctx.Done():
-	}
-	if err == nil {
-		select {
-		case <-ctx.Done():
-		case err = <-hostErr:
-			hostDone = true
-		case err = <-gwErr:
-			gwDone = true
-		}
 	}
 	if err != nil {
 		log.Error("stopping after a failure", "err", err)
 	}
 	fmt.Fprintln(stdout, "stopping…")
 
+	// Order: HTTP, then the services (consumers drain, endpoints stop,
+	// publishes are acked), then NATS; Postgres closes in the caller.
+	if ops != nil {
+		ops.stop(log)
+	}
 	stopGW()
 	if !gwDone {
 		if e := <-gwErr; e != nil && err == nil {

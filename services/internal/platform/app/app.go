@@ -115,18 +115,37 @@ type running struct {
 // services return, pending publishes are acknowledged. The caller closes
 // NATS and then calls Close for Postgres.
 func (h *Host) Run(ctx context.Context) error {
-	if err := events.Ensure(ctx, h.js, h.cfg.Topology); err != nil {
+	all, err := h.start(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			// Asked to stop while starting: nothing runs yet, that is a
+			// clean stop, not a failure.
+			return nil
+		}
 		return err
+	}
+
+	return h.serve(ctx, all)
+}
+
+// start ensures the streams and builds every module; it starts nothing.
+func (h *Host) start(ctx context.Context) ([]running, error) {
+	if err := events.Ensure(ctx, h.js, h.cfg.Topology); err != nil {
+		return nil, err
 	}
 	var all []running
 	for _, m := range h.modules {
 		r, err := h.build(ctx, m)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		all = append(all, r)
 	}
+	return all, nil
+}
 
+// serve runs the built modules until ctx ends, then stops them in order.
+func (h *Host) serve(ctx context.Context, all []running) error {
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWork()
 	routerCtx, stopRouters := context.WithCancel(workCtx)

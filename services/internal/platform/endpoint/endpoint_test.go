@@ -145,7 +145,6 @@ func TestErrorMapping(t *testing.T) {
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
 
-
 func TestDeadlineFromCallerBoundsTheHandler(t *testing.T) {
 	nc, _ := start(t, nil)
 	h := nats.Header{}

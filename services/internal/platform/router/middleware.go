@@ -69,9 +69,15 @@ func (r *Router) deliveryContext(h *handlerSpec) message.HandlerMiddleware {
 			} else {
 				args = append(args, "msg_id", d.MessageID)
 			}
+			log := r.log.With(args...)
+			if h.event && st.envErr == nil && !events.Catalogue.Known(st.env.Type, st.env.Version) {
+				// Kept and handed on whole (Decode yields *events.Unknown):
+				// a newer writer must never crash an older reader.
+				log.Warn("event of an unknown type or version", "type", st.env.Type, "version", st.env.Version)
+			}
 			ctx := msg.Context()
 			ctx = context.WithValue(ctx, deliveryKey, d)
-			ctx = context.WithValue(ctx, loggerKey, r.log.With(args...))
+			ctx = context.WithValue(ctx, loggerKey, log)
 			ctx = context.WithValue(ctx, stateKey, st)
 			msg.SetContext(ctx)
 			return next(msg)
