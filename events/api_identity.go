@@ -24,7 +24,70 @@ const (
 	// OpTenancyDefaultOrg returns the org a user acts in when a request
 	// names none. Request: DefaultOrgRequest. Reply: MembershipReply.
 	OpTenancyDefaultOrg = "default_org"
+
+	// OpAuthCreateUser creates a user account (tenancy's user
+	// administration and the dev bootstrap call it). Request:
+	// CreateUserRequest. Reply: UserSummary. conflict when the e-mail is
+	// taken.
+	OpAuthCreateUser = "user_create"
+	// OpAuthGetUsers returns the users with the given ids (for member
+	// lists). Request: GetUsersRequest. Reply: List[UserSummary].
+	OpAuthGetUsers = "users_get"
+	// OpAuthFindUser returns the user with an e-mail address, or
+	// not_found. Request: FindUserRequest. Reply: UserSummary.
+	OpAuthFindUser = "user_find"
+	// OpTenancyCreateOrg creates an organisation with its first owner (the
+	// sign-up calls it after creating the user). Request:
+	// CreateOrgRequest. Reply: OrgSummary.
+	OpTenancyCreateOrg = "org_create"
 )
+
+// CreateUserRequest creates a user account.
+type CreateUserRequest struct {
+	Email    string `json:"email"`
+	Password string `json:"password"`
+	Name     string `json:"name"`
+}
+
+// UserSummary is the public view of a user account.
+type UserSummary struct {
+	ID          string `json:"id"`
+	Email       string `json:"email"`
+	Name        string `json:"name"`
+	MFAEnabled  bool   `json:"mfa_enabled"`
+	Disabled    bool   `json:"disabled,omitempty"`
+	CreatedAt   string `json:"created_at,omitempty"`
+	LastLoginAt string `json:"last_login_at,omitempty"`
+}
+
+// GetUsersRequest names users by id.
+type GetUsersRequest struct {
+	IDs []string `json:"ids"`
+}
+
+// FindUserRequest names a user by e-mail.
+type FindUserRequest struct {
+	Email string `json:"email"`
+}
+
+// CreateOrgRequest creates an organisation owned by OwnerUserID.
+type CreateOrgRequest struct {
+	Name        string `json:"name"`
+	Slug        string `json:"slug,omitempty"`
+	Plan        string `json:"plan,omitempty"`
+	OwnerUserID string `json:"owner_user_id"`
+}
+
+// OrgSummary is the public view of an organisation.
+type OrgSummary struct {
+	ID        string `json:"id"`
+	Name      string `json:"name"`
+	Slug      string `json:"slug"`
+	Plan      string `json:"plan"`
+	CreatedAt string `json:"created_at,omitempty"`
+	// Role is the caller's role, when the org is listed for a user.
+	Role Role `json:"role,omitempty"`
+}
 
 // JWT parameters shared by the auth service (which signs) and the gateway
 // (which verifies). Only EdDSA (Ed25519) is ever accepted.

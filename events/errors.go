@@ -34,6 +34,9 @@ type Error struct {
 	Code    Code         `json:"code"`
 	Message string       `json:"message"`
 	Fields  []FieldError `json:"fields,omitempty"`
+	// RetryAfter, in seconds, tells a rate-limited caller when to try
+	// again; the gateway sends it as the Retry-After header.
+	RetryAfter int `json:"retry_after,omitempty"`
 	// Err is the wrapped cause; it never leaves the process.
 	Err error `json:"-"`
 }
