@@ -26,6 +26,8 @@ type devFlags struct {
 	leafPort      int
 	pgPort        int
 	clickhouseURL string
+	adminEmail    string
+	adminPassword string
 	logLevel      string
 }
 
@@ -39,6 +41,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	fs.IntVar(&f.leafPort, "leaf-port", 7422, "NATS leafnode port on 127.0.0.1 that agents dial (-1 picks a free one)")
 	fs.IntVar(&f.pgPort, "pg-port", 5433, "port of the private Postgres on 127.0.0.1 (0 picks a free one)")
 	fs.StringVar(&f.clickhouseURL, "clickhouse-url", "", "ClickHouse native URL (clickhouse://host:9000) for the log and audit stores once those services land; empty: none")
+	fs.StringVar(&f.adminEmail, "admin-email", "admin@infrapilot.local", "e-mail of the first admin, created on the first start of a data dir")
+	fs.StringVar(&f.adminPassword, "admin-password", "", "password of the first admin (empty: generated and printed once)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Usage = config.Usage(fs, `Usage: infrapilot dev [flags]
 
@@ -128,7 +132,7 @@ gateway. Ctrl-C stops everything; a restart on the same data dir keeps all state
 	if err != nil {
 		return err
 	}
-	return serve(ctx, log, stdout, host, gw, nc, func() {
+	return serve(ctx, log, stdout, host, gw, nc, func() error {
 		fmt.Fprintf(stdout, "\nInfraPilot is running (started in %s)\n", time.Since(start).Round(time.Millisecond))
 		fmt.Fprintf(stdout, "  API        http://%s/api/v1   (ready: http://%s/readyz)\n", gw.Addr(), gw.Addr())
 		fmt.Fprintf(stdout, "  NATS       %s\n", hub.ClientURL())
@@ -136,7 +140,13 @@ gateway. Ctrl-C stops everything; a restart on the same data dir keeps all state
 			fmt.Fprintf(stdout, "  leafnodes  nats-leaf://127.0.0.1:%d (agents dial this)\n", hub.LeafPort())
 		}
 		fmt.Fprintf(stdout, "  Postgres   %s\n", pgsrv.URL())
+		if has(mods, "auth") && has(mods, "tenancy") {
+			if _, err := bootstrapAdmin(ctx, nc, dataDir, f.adminEmail, f.adminPassword, stdout); err != nil {
+				return err
+			}
+		}
 		fmt.Fprintf(stdout, "Press Ctrl-C to stop.\n")
+		return nil
 	})
 }
 

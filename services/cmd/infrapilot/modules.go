@@ -56,3 +56,12 @@ func names(ms []app.Module) []string {
 	}
 	return out
 }
+
+func has(ms []app.Module, name string) bool {
+	for _, m := range ms {
+		if m.Name == name {
+			return true
+		}
+	}
+	return false
+}

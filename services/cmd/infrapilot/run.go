@@ -109,8 +109,9 @@ Services: `+serviceNames())
 		ops = newOpsServer(f.metricsAddr, reg)
 	}
 	start := time.Now()
-	return serveWith(ctx, log, stdout, h, gw, ops, nc, func() {
+	return serveWith(ctx, log, stdout, h, gw, ops, nc, func() error {
 		log.Info("running", "services", strings.Join(fs.Args(), ","), "startup", time.Since(start).String())
+		return nil
 	})
 }
 

@@ -16,13 +16,13 @@ import (
 // one of them fails, then stops them in the documented order: HTTP first,
 // then the services (consumers drain, endpoints stop, publishes are acked),
 // then NATS. Postgres is closed by the caller's deferred calls afterwards.
-func serve(ctx context.Context, log *slog.Logger, stdout io.Writer, host *app.Host, gw *gateway.Gateway, nc *nats.Conn, ready func()) error {
+func serve(ctx context.Context, log *slog.Logger, stdout io.Writer, host *app.Host, gw *gateway.Gateway, nc *nats.Conn, ready func() error) error {
 	return serveWith(ctx, log, stdout, host, gw, nil, nc, ready)
 }
 
 // serveWith is serve with an optional operations listener (/metrics,
 // /healthz) for processes that run no gateway; it stops with the HTTP side.
-func serveWith(ctx context.Context, log *slog.Logger, stdout io.Writer, host *app.Host, gw *gateway.Gateway, ops *opsServer, nc *nats.Conn, ready func()) error {
+func serveWith(ctx context.Context, log *slog.Logger, stdout io.Writer, host *app.Host, gw *gateway.Gateway, ops *opsServer, nc *nats.Conn, ready func() error) error {
 	hostCtx, stopHost := context.WithCancel(context.Background())
 	defer stopHost()
 	hostErr := make(chan error, 1)
@@ -56,16 +56,16 @@ func serveWith(ctx context.Context, log *slog.Logger, stdout io.Writer, host *ap
 		}
 		go func() { gwErr <- gw.Run(gwCtx) }()
 	}
-	ready()
-
-	var err error
+	err := ready()
 	hostDone, gwDone := false, gw == nil
-	select {
-	case <-ctx.Done():
-	case err = <-hostErr:
-		hostDone = true
-	case err = <-gwErr:
-		gwDone = true
+	if err == nil {
+		select {
+		case <-ctx.Done():
+		case err = <-hostErr:
+			hostDone = true
+		case err = <-gwErr:
+			gwDone = true
+		}
 	}
 	if err != nil {
 		log.Error("stopping after a failure", "err", err)
