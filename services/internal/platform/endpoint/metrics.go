@@ -2,7 +2,7 @@ package endpoint
 
 import (
 	"bytes"
-	"errors"
+	"github.com/infrapilot/infrapilot/services/internal/platform/obs"
 	"io"
 
 	"github.com/infrapilot/infrapilot/events"
@@ -32,24 +32,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	var err error
-	if m.requests, err = register(reg, m.requests); err != nil {
+	if m.requests, err = obs.Register(reg, m.requests); err != nil {
 		return nil, err
 	}
-	if m.duration, err = register(reg, m.duration); err != nil {
+	if m.duration, err = obs.Register(reg, m.duration); err != nil {
 		return nil, err
 	}
 	return m, nil
-}
-
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			return are.ExistingCollector.(C), nil
-		}
-		return c, err
-	}
-	return c, nil
 }
 
 func (m *metrics) observe(service, op string, code events.Code, n float64) {

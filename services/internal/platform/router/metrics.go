@@ -1,8 +1,7 @@
 package router
 
 import (
-	"errors"
-	"fmt"
+	"github.com/infrapilot/infrapilot/services/internal/platform/obs"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -50,29 +49,16 @@ func newMetrics(service string, reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	var err error
-	if m.handled, err = register(reg, m.handled); err != nil {
+	if m.handled, err = obs.Register(reg, m.handled); err != nil {
 		return nil, err
 	}
-	if m.duration, err = register(reg, m.duration); err != nil {
+	if m.duration, err = obs.Register(reg, m.duration); err != nil {
 		return nil, err
 	}
-	if m.deadLetters, err = register(reg, m.deadLetters); err != nil {
+	if m.deadLetters, err = obs.Register(reg, m.deadLetters); err != nil {
 		return nil, err
 	}
 	return m, nil
-}
-
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, fmt.Errorf("router: register metrics: %w", err)
-	}
-	return c, nil
 }
 
 // middleware records the duration and outcome of every delivery. It sits
