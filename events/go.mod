@@ -8,6 +8,7 @@ require (
 )
 
 require (
+	github.com/gowebpki/jcs v1.0.1 // indirect
 	github.com/klauspost/compress v1.20.0 // indirect
 	github.com/nats-io/nkeys v0.4.16 // indirect
 	github.com/nats-io/nuid v1.0.1 // indirect
