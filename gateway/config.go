@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/infrapilot/infrapilot/events"
+	"github.com/infrapilot/infrapilot/gateway/internal/authn"
 )
 
 // Defaults applied to a zero Config field.
@@ -20,6 +21,11 @@ const (
 	DefaultIdleTimeout       = 120 * time.Second
 	DefaultShutdownTimeout   = 20 * time.Second
 	DefaultReadyTimeout      = 2 * time.Second
+
+	DefaultAuthRateLimit      = authn.DefaultAuthRateLimit // per minute and client IP
+	DefaultJWKSRefresh        = authn.DefaultJWKSRefresh
+	DefaultAPIKeyCacheTTL     = authn.DefaultAPIKeyCacheTTL
+	DefaultMembershipCacheTTL = authn.DefaultMembershipTTL
 )
 
 // Config configures the gateway. A zero field takes its default.
@@ -57,6 +63,40 @@ type Config struct {
 	TrustedProxies []string
 	// Version is reported by /readyz and the build-info metric.
 	Version string
+
+	// AuthRateLimit is how many requests a minute one client IP may send
+	// to the auth routes wrapped in authn.LimitAuth (login, register,
+	// refresh, MFA verification…); beyond it they answer 429 with
+	// Retry-After. Zero means authn.DefaultAuthRateLimit; a negative value
+	// turns the limit off (for a deployment whose proxy limits already).
+	// Counted per gateway replica.
+	AuthRateLimit int
+	// JWKSRefresh is how old the cached signing keys of the auth service
+	// may grow before they are fetched again: the bound on how long a key
+	// the auth service withdrew keeps verifying tokens. Zero means
+	// authn.DefaultJWKSRefresh.
+	JWKSRefresh time.Duration
+	// APIKeyCacheTTL is how long a verified API key is remembered: the
+	// bound on how long a revoked key keeps working at one replica. Zero
+	// means authn.DefaultAPIKeyCacheTTL, the maximum is
+	// authn.MaxAPIKeyCacheTTL, a negative value turns the cache off.
+	APIKeyCacheTTL time.Duration
+	// MembershipCacheTTL is how long an org membership (and a default org)
+	// is remembered: the bound on how long a removed member or a lowered
+	// role keeps its access at one replica. Zero means
+	// authn.DefaultMembershipTTL, the maximum is authn.MaxMembershipTTL, a
+	// negative value turns the cache off.
+	MembershipCacheTTL time.Duration
+}
+
+// authnConfig is the part of c the authentication middleware takes.
+func (c Config) authnConfig() authn.Config {
+	return authn.Config{
+		AuthRateLimit:  c.AuthRateLimit,
+		JWKSRefresh:    c.JWKSRefresh,
+		APIKeyCacheTTL: c.APIKeyCacheTTL,
+		MembershipTTL:  c.MembershipCacheTTL,
+	}
 }
 
 func (c Config) withDefaults() Config {
@@ -115,6 +155,9 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if _, err := parsePrefixes(c.TrustedProxies); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.authnConfig().Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -16,7 +16,7 @@ import (
 const (
 	corsAllowMethods  = "GET, POST, PUT, PATCH, DELETE"
 	corsAllowHeaders  = "Authorization, Content-Type, Idempotency-Key, X-Org-ID, X-Request-Id"
-	corsExposeHeaders = "X-Request-Id"
+	corsExposeHeaders = "X-Request-Id, Retry-After, WWW-Authenticate"
 	corsMaxAge        = "600"
 )
 

@@ -3,8 +3,10 @@
 // knows only NATS and the events contract, never a service's code.
 //
 // New builds it without starting anything; Listen binds the address; Run
-// serves until its context ends and then stops gracefully. Route packages
-// register their /api/v1 routes on API() before Run.
+// serves until its context ends and then stops gracefully. The route areas
+// listed in areas are mounted under /api/v1 by New, behind the
+// authentication middleware (internal/authn); more routes may be registered
+// on API() before Run.
 package gateway
 
 import (
@@ -18,7 +20,9 @@ import (
 	"sync"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/infrapilot/infrapilot/gateway/internal/authn"
 	"github.com/infrapilot/infrapilot/gateway/internal/openapi"
+	"github.com/infrapilot/infrapilot/gateway/internal/routes"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -26,6 +30,18 @@ import (
 
 // APIPrefix is the base path of the REST API.
 const APIPrefix = "/api/v1"
+
+// JWKSPath is where the auth service's public signing keys are served.
+const JWKSPath = "/.well-known/jwks.json"
+
+// areas are the route areas New mounts on the /api/v1 router, behind the
+// authentication middleware, in this order. Each registers its own routes
+// (public ones included) and decides per route with authn.Require,
+// authn.RequireUser and authn.LimitAuth.
+//
+// ROUTE AREAS: add each area's Mount function here (routes.MountAuth,
+// routes.MountTenancy, …).
+var areas = []func(api chi.Router, d routes.Deps){routes.MountAuth, routes.MountTenancy}
 
 // Deps are the gateway's dependencies. The gateway does not own them: the
 // caller closes (drains) NC after Run returns.
@@ -47,6 +63,7 @@ type Gateway struct {
 	log            *slog.Logger
 	reg            Registry
 	metrics        *httpMetrics
+	authn          *authn.Authenticator
 	trustedProxies []netip.Prefix
 	mux            *chi.Mux
 	api            chi.Router
@@ -84,9 +101,15 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
+	acfg := cfg.authnConfig()
+	acfg.NC, acfg.Log = deps.NC, deps.Log
+	auth, err := authn.New(acfg)
+	if err != nil {
+		return nil, err
+	}
 	g := &Gateway{
 		cfg: cfg, nc: deps.NC, log: deps.Log, reg: deps.Registry,
-		metrics: metrics, trustedProxies: trusted,
+		metrics: metrics, authn: auth, trustedProxies: trusted,
 	}
 	g.routes(cors)
 	return g, nil
@@ -112,11 +135,17 @@ func (g *Gateway) routes(cors *corsPolicy) {
 		ErrorLog:      slog.NewLogLogger(g.log.Handler(), slog.LevelError),
 		ErrorHandling: promhttp.ContinueOnError,
 	}))
-	// The OpenAPI document is public, so it sits on the root router and the
-	// API router stays free for the auth middleware later issues add.
+	// The OpenAPI document and the signing keys are public documents, so
+	// they sit on the root router, outside authentication.
 	mux.Get(APIPrefix+"/openapi.json", openapi.Handler)
+	mux.Get(JWKSPath, g.authn.JWKSHandler)
 
 	api := chi.NewRouter()
+	api.Use(g.authn.Middleware)
+	d := routes.Deps{NC: g.nc, Log: g.log}
+	for _, mount := range areas {
+		mount(api, d)
+	}
 	mux.Mount(APIPrefix, api)
 	g.mux, g.api = mux, api
 }
@@ -125,9 +154,13 @@ func (g *Gateway) routes(cors *corsPolicy) {
 // embedding under another server.
 func (g *Gateway) Handler() http.Handler { return g.mux }
 
-// API is the router mounted at /api/v1. Route packages register on it
-// (and may add middleware with Use before their first route) before Run;
-// the router is not safe to change while serving. Unknown paths and
+// API is the router mounted at /api/v1, behind the authentication
+// middleware: a request on it carries a reqctx.Principal when it presented
+// valid credentials, and none otherwise (authn.Require and
+// authn.RequireUser then answer why). Tests and
+// callers may register more routes on it before Run (with Group or With for
+// middleware: the areas have registered routes already, so Use would
+// panic); the router is not safe to change while serving. Unknown paths and
 // methods under it answer 404/405 problems like the root router.
 func (g *Gateway) API() chi.Router { return g.api }
 

@@ -152,6 +152,11 @@ func TestConfigValidate(t *testing.T) {
 		"origin with path":    {gateway.Config{CORSOrigins: []string{"https://a.example/app"}}, false},
 		"origin no scheme":    {gateway.Config{CORSOrigins: []string{"a.example"}}, false},
 		"bad proxy":           {gateway.Config{TrustedProxies: []string{"10.0.0.0/33"}}, false},
+		"auth settings":       {gateway.Config{AuthRateLimit: 100, JWKSRefresh: 30 * time.Second, APIKeyCacheTTL: time.Second, MembershipCacheTTL: time.Second}, true},
+		"auth limits off":     {gateway.Config{AuthRateLimit: -1, APIKeyCacheTTL: -1, MembershipCacheTTL: -1}, true},
+		"api key cache long":  {gateway.Config{APIKeyCacheTTL: 6 * time.Second}, false},
+		"member cache long":   {gateway.Config{MembershipCacheTTL: 3 * time.Second}, false},
+		"negative jwks":       {gateway.Config{JWKSRefresh: -time.Second}, false},
 	} {
 		if err := c.cfg.Validate(); (err == nil) != c.ok {
 			t.Errorf("%s: Validate() = %v", name, err)

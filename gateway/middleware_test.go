@@ -134,7 +134,7 @@ func TestCORS(t *testing.T) {
 		}
 		resp, _ = h.do(http.MethodGet, "/healthz", nil, http.Header{"Origin": {"https://app.example.com"}})
 		if resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example.com" ||
-			resp.Header.Get("Access-Control-Expose-Headers") != gateway.HeaderRequestID {
+			resp.Header.Get("Access-Control-Expose-Headers") != gateway.HeaderRequestID+", Retry-After, WWW-Authenticate" {
 			t.Fatalf("simple request headers %v", resp.Header)
 		}
 		resp, body := h.do(http.MethodOptions, "/api/v1/decode", nil,

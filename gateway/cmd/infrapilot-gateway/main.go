@@ -10,8 +10,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -45,15 +48,66 @@ func main() {
 // options are the command line, after environment defaults.
 type options struct {
 	http, natsURL, natsCreds, services, corsOrigins, trustedProxies, logLevel string
+
+	authRateLimit                              int
+	jwksRefresh, apiKeyCacheTTL, membershipTTL time.Duration
+}
+
+// envDefaults reads flag defaults from the environment. A value that does
+// not parse is remembered per flag: it is an error only when the command
+// line does not replace it.
+type envDefaults struct {
+	getenv func(string) string
+	errs   map[string]error // by flag name
+}
+
+func (e *envDefaults) str(name, def string) string {
+	if v := e.getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func (e *envDefaults) int(flagName, name string, def int) int {
+	v := e.getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		e.errs[flagName] = fmt.Errorf("%s=%q is not an integer", name, v)
+		return def
+	}
+	return n
+}
+
+func (e *envDefaults) duration(flagName, name string, def time.Duration) time.Duration {
+	v := e.getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		e.errs[flagName] = fmt.Errorf("%s=%q is not a duration", name, v)
+		return def
+	}
+	return d
+}
+
+// check returns the errors of the environment values fs's command line did
+// not replace.
+func (e *envDefaults) check(fs *flag.FlagSet) error {
+	fs.Visit(func(f *flag.Flag) { delete(e.errs, f.Name) })
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(e.errs)) {
+		errs = append(errs, e.errs[name])
+	}
+	return errors.Join(errs...)
 }
 
 func parseFlags(args []string, getenv func(string) string, out io.Writer) (options, error) {
-	env := func(name, def string) string {
-		if v := getenv(name); v != "" {
-			return v
-		}
-		return def
-	}
+	e := &envDefaults{getenv: getenv, errs: map[string]error{}}
+	env := e.str
 	var o options
 	fs := flag.NewFlagSet("infrapilot-gateway", flag.ContinueOnError)
 	fs.SetOutput(out)
@@ -65,12 +119,23 @@ func parseFlags(args []string, getenv func(string) string, out io.Writer) (optio
 	fs.StringVar(&o.corsOrigins, "cors-origins", env("INFRAPILOT_CORS_ORIGINS", ""), "allowed browser origins, comma separated, or * (INFRAPILOT_CORS_ORIGINS)")
 	fs.StringVar(&o.trustedProxies, "trusted-proxies", env("INFRAPILOT_TRUSTED_PROXIES", ""),
 		"IPs or CIDRs of proxies whose X-Forwarded-For is trusted, comma separated (INFRAPILOT_TRUSTED_PROXIES)")
+	fs.IntVar(&o.authRateLimit, "auth-rate-limit", e.int("auth-rate-limit", "INFRAPILOT_AUTH_RATE_LIMIT", gateway.DefaultAuthRateLimit),
+		"requests a minute one client IP may send to login, register, refresh and the other auth routes; negative for no limit (INFRAPILOT_AUTH_RATE_LIMIT)")
+	fs.DurationVar(&o.jwksRefresh, "jwks-refresh", e.duration("jwks-refresh", "INFRAPILOT_JWKS_REFRESH", gateway.DefaultJWKSRefresh),
+		"how often the auth service's signing keys are refetched: a withdrawn key verifies for at most this long (INFRAPILOT_JWKS_REFRESH)")
+	fs.DurationVar(&o.apiKeyCacheTTL, "apikey-cache-ttl", e.duration("apikey-cache-ttl", "INFRAPILOT_APIKEY_CACHE_TTL", gateway.DefaultAPIKeyCacheTTL),
+		"how long a verified API key is remembered, at most 5s: a revoked key works for at most this long; negative for no cache (INFRAPILOT_APIKEY_CACHE_TTL)")
+	fs.DurationVar(&o.membershipTTL, "membership-cache-ttl", e.duration("membership-cache-ttl", "INFRAPILOT_MEMBERSHIP_CACHE_TTL", gateway.DefaultMembershipCacheTTL),
+		"how long an org membership is remembered, at most 2s; negative for no cache (INFRAPILOT_MEMBERSHIP_CACHE_TTL)")
 	fs.StringVar(&o.logLevel, "log-level", env("INFRAPILOT_LOG_LEVEL", "info"), "debug, info, warn or error (INFRAPILOT_LOG_LEVEL)")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: infrapilot-gateway [flags]\n\nRuns the InfraPilot HTTP gateway (version %s).\n\nFlags:\n", version)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if err := e.check(fs); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
@@ -109,6 +174,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		CORSOrigins:      list(o.corsOrigins),
 		TrustedProxies:   list(o.trustedProxies),
 		Version:          version,
+
+		AuthRateLimit:      o.authRateLimit,
+		JWKSRefresh:        o.jwksRefresh,
+		APIKeyCacheTTL:     o.apiKeyCacheTTL,
+		MembershipCacheTTL: o.membershipTTL,
 	}
 	if err := cfg.Validate(); err != nil {
 		return err

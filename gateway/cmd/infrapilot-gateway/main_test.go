@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/infrapilot/infrapilot/gateway"
 	"github.com/infrapilot/infrapilot/gateway/internal/natstest"
 )
 
@@ -23,7 +24,9 @@ func TestHelp(t *testing.T) {
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("run --help: %v", err)
 	}
-	for _, want := range []string{"-http", "INFRAPILOT_HTTP", "-nats-url", "INFRAPILOT_NATS_URL", "-nats-creds", "-services", "INFRAPILOT_SERVICES"} {
+	for _, want := range []string{"-http", "INFRAPILOT_HTTP", "-nats-url", "INFRAPILOT_NATS_URL", "-nats-creds", "-services", "INFRAPILOT_SERVICES",
+		"-auth-rate-limit", "INFRAPILOT_AUTH_RATE_LIMIT", "-jwks-refresh", "INFRAPILOT_JWKS_REFRESH",
+		"-apikey-cache-ttl", "INFRAPILOT_APIKEY_CACHE_TTL", "-membership-cache-ttl", "INFRAPILOT_MEMBERSHIP_CACHE_TTL"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("usage lacks %s:\n%s", want, out.String())
 		}
@@ -42,6 +45,43 @@ func TestFlagsOverrideEnv(t *testing.T) {
 	}
 	if _, err := parseFlags([]string{"extra"}, func(string) string { return "" }, &bytes.Buffer{}); err == nil {
 		t.Fatal("stray argument accepted")
+	}
+}
+
+// TestAuthFlags: the authentication settings come from flags or the
+// environment; a bad environment value is an error unless a flag replaces
+// it; out-of-range values are refused by the config check.
+func TestAuthFlags(t *testing.T) {
+	t.Parallel()
+	none := func(string) string { return "" }
+	o, err := parseFlags(nil, none, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.authRateLimit != gateway.DefaultAuthRateLimit || o.jwksRefresh != gateway.DefaultJWKSRefresh ||
+		o.apiKeyCacheTTL != gateway.DefaultAPIKeyCacheTTL || o.membershipTTL != gateway.DefaultMembershipCacheTTL {
+		t.Fatalf("defaults %+v", o)
+	}
+	env := map[string]string{"INFRAPILOT_AUTH_RATE_LIMIT": "50", "INFRAPILOT_JWKS_REFRESH": "30s",
+		"INFRAPILOT_APIKEY_CACHE_TTL": "1s", "INFRAPILOT_MEMBERSHIP_CACHE_TTL": "-1s"}
+	o, err = parseFlags([]string{"--auth-rate-limit", "-1"}, func(k string) string { return env[k] }, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.authRateLimit != -1 || o.jwksRefresh != 30*time.Second || o.apiKeyCacheTTL != time.Second || o.membershipTTL != -time.Second {
+		t.Fatalf("options %+v", o)
+	}
+	bad := map[string]string{"INFRAPILOT_AUTH_RATE_LIMIT": "lots", "INFRAPILOT_JWKS_REFRESH": "soon"}
+	if _, err := parseFlags(nil, func(k string) string { return bad[k] }, &bytes.Buffer{}); err == nil ||
+		!strings.Contains(err.Error(), "INFRAPILOT_AUTH_RATE_LIMIT") || !strings.Contains(err.Error(), "INFRAPILOT_JWKS_REFRESH") {
+		t.Fatalf("bad environment: %v", err)
+	}
+	if _, err := parseFlags([]string{"--auth-rate-limit", "5", "--jwks-refresh", "1m"}, func(k string) string { return bad[k] }, &bytes.Buffer{}); err != nil {
+		t.Fatalf("flags replacing a bad environment: %v", err)
+	}
+	err = run(context.Background(), []string{"--apikey-cache-ttl", "1m"}, none, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "api key cache ttl") {
+		t.Fatalf("run with a long api key cache: %v", err)
 	}
 }
 

@@ -12,14 +12,17 @@ import (
 )
 
 // Require lets a request through only when its caller is authenticated,
-// acts in an organisation, and holds permission p there: 401 without a
-// caller, 403 when the caller's role lacks p.
+// acts in an organisation, and holds permission p there: without a caller
+// it answers why (401, or the 404, 400 or 503 of Middleware), and 403 when
+// the caller acts in no org or its role lacks p. The org was checked by the
+// Middleware already: a caller never reaches here with an org it is not a
+// member of.
 func Require(p events.Permission) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			pr, ok := reqctx.PrincipalFrom(r.Context())
 			if !ok || pr.ID == "" {
-				httpapi.Error(w, r, events.Errorf(events.CodeUnauthorized, "authentication required"))
+				unauthenticated(w, r)
 				return
 			}
 			if pr.OrgID == "" {
@@ -37,13 +40,13 @@ func Require(p events.Permission) func(http.Handler) http.Handler {
 
 // RequireUser lets a request through when its caller is an authenticated
 // user, whether or not it acts in an organisation (for example GET
-// /auth/me, GET and POST /orgs). API keys are refused: they act for one org
-// only.
+// /auth/me, GET and POST /orgs). Without a caller it answers like Require;
+// API keys are refused with 403: they act for one org only.
 func RequireUser(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		pr, ok := reqctx.PrincipalFrom(r.Context())
 		if !ok || pr.ID == "" {
-			httpapi.Error(w, r, events.Errorf(events.CodeUnauthorized, "authentication required"))
+			unauthenticated(w, r)
 			return
 		}
 		if pr.Kind != events.ActorUser {

@@ -81,6 +81,31 @@ func TestErrorWritesProblemAndRecordsCause(t *testing.T) {
 	}
 }
 
+// TestErrorRetryAfter: a rate_limited error with RetryAfter sets the
+// Retry-After header; other errors, and one without RetryAfter, do not.
+func TestErrorRetryAfter(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"rate limited", &events.Error{Code: events.CodeRateLimited, Message: "slow down", RetryAfter: 7}, "7"},
+		{"wrapped", fmt.Errorf("login: %w", &events.Error{Code: events.CodeRateLimited, Message: "slow down", RetryAfter: 30}), "30"},
+		{"no retry after", events.Errorf(events.CodeRateLimited, "slow down"), ""},
+		{"not rate limited", &events.Error{Code: events.CodeUnavailable, Message: "down", RetryAfter: 5}, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			w := httptest.NewRecorder()
+			httpapi.Error(w, httptest.NewRequest(http.MethodGet, "/x", nil), c.err)
+			if got := w.Header().Get("Retry-After"); got != c.want {
+				t.Fatalf("Retry-After %q, want %q", got, c.want)
+			}
+		})
+	}
+}
+
 type input struct {
 	Name  string `json:"name"`
 	Count int    `json:"count"`

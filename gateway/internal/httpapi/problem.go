@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 
 	"github.com/infrapilot/infrapilot/events"
 	"github.com/infrapilot/infrapilot/gateway/internal/reqctx"
@@ -104,8 +105,16 @@ func statusOf(code events.Code) int {
 // answer is recorded for the access log line of the request (which carries
 // the request id); outside the gateway's middleware it is logged with
 // slog.Default instead.
+//
+// A rate_limited *events.Error with RetryAfter > 0 also sets the
+// Retry-After header (in seconds, RFC 9110 section 10.2.3), so clients and
+// proxies back off without reading the body.
 func Error(w http.ResponseWriter, r *http.Request, err error) {
 	p := ProblemFor(r, err)
+	var e *events.Error
+	if errors.As(err, &e) && e.Code == events.CodeRateLimited && e.RetryAfter > 0 && p.Status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", strconv.Itoa(e.RetryAfter))
+	}
 	if p.Status >= http.StatusInternalServerError {
 		if o := outcomeFrom(r.Context()); o != nil {
 			o.setErr(err)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/infrapilot/infrapilot/services/internal/platform/natstest"
+	"github.com/infrapilot/infrapilot/services/internal/platform/pgtest"
 )
 
 // TestBinaryDevStopsOnSignal builds the real binary, runs `infrapilot dev`
@@ -84,17 +85,19 @@ func TestBinaryDevStopsOnSignal(t *testing.T) {
 	})
 }
 
-// TestRunGatewayAgainstExternalNATS runs `infrapilot run gateway` against
-// a NATS server it did not start.
+// TestRunGatewayAgainstExternalNATS runs `infrapilot run gateway <every
+// service>` against a NATS server and a Postgres it did not start.
 func TestRunGatewayAgainstExternalNATS(t *testing.T) {
 	srv := natstest.Run(t)
+	pgURL := pgtest.URL(t)
+	args := append([]string{"run", "--nats-url", srv.URL(), "--pg-url", pgURL, "--http", "", "gateway"}, names(modules())...)
 	httpPort := freePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	var out syncBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- Main(ctx, []string{"run", "--nats-url", srv.URL(), "--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "gateway"},
-			&out, &out, func(string) string { return "" })
+		args[6] = fmt.Sprintf("127.0.0.1:%d", httpPort)
+		done <- Main(ctx, args, &out, &out, func(string) string { return "" })
 	}()
 	natstest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", httpPort))

@@ -29,6 +29,7 @@ type devFlags struct {
 	adminEmail    string
 	adminPassword string
 	logLevel      string
+	services      serviceConfig
 }
 
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
@@ -44,6 +45,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	fs.StringVar(&f.adminEmail, "admin-email", "admin@infrapilot.local", "e-mail of the first admin, created on the first start of a data dir")
 	fs.StringVar(&f.adminPassword, "admin-password", "", "password of the first admin (empty: generated and printed once)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	addServiceFlags(fs, &f.services)
 	fs.Usage = config.Usage(fs, `Usage: infrapilot dev [flags]
 
 Runs all of InfraPilot in one process: an embedded NATS server with JetStream
@@ -120,14 +122,17 @@ gateway. Ctrl-C stops everything; a restart on the same data dir keeps all state
 		return err
 	}
 
-	mods := modules()
+	mods, err := modulesWith(f.services)
+	if err != nil {
+		return err
+	}
 	host, err := app.New(app.Config{Instance: "dev", Version: version, PostgresURL: pgsrv.URL(), Topology: events.DefaultTopology()},
 		nc, js, log, reg, mods)
 	if err != nil {
 		return err
 	}
 	defer host.Close()
-	gw, err := gateway.New(gateway.Config{Addr: f.http, RequiredServices: names(mods), Version: version},
+	gw, err := gateway.New(gateway.Config{Addr: f.http, RequiredServices: names(mods), Version: version, AuthRateLimit: f.services.authRateLimit},
 		gateway.Deps{NC: nc, Log: log.With("component", "gateway"), Registry: reg})
 	if err != nil {
 		return err

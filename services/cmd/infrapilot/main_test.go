@@ -56,10 +56,17 @@ func freePort(t *testing.T) int {
 // /readyz to answer 200.
 func startDev(t *testing.T, dataDir string, httpPort, natsPort, pgPort int) *devRun {
 	t.Helper()
+	return startDevArgs(t, dataDir, httpPort, natsPort, pgPort)
+}
+
+// startDevArgs is startDev with extra command-line flags.
+func startDevArgs(t *testing.T, dataDir string, httpPort, natsPort, pgPort int, extra ...string) *devRun {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &devRun{cancel: cancel, done: make(chan int, 1), out: &syncBuffer{}}
 	args := []string{"dev", "--data-dir", dataDir, "--http", fmt.Sprintf("127.0.0.1:%d", httpPort),
 		"--nats-port", fmt.Sprint(natsPort), "--leaf-port", "-1", "--pg-port", fmt.Sprint(pgPort), "--log-level", "warn"}
+	args = append(args, extra...)
 	began := time.Now()
 	go func() { r.done <- Main(ctx, args, r.out, r.out, func(string) string { return "" }) }()
 	t.Cleanup(func() { r.stop(t) })

@@ -1,16 +1,65 @@
 package main
 
 import (
+	"encoding/base64"
+	"flag"
 	"fmt"
 	"strings"
 
+	"github.com/infrapilot/infrapilot/services/auth"
 	"github.com/infrapilot/infrapilot/services/internal/platform/app"
+	"github.com/infrapilot/infrapilot/services/tenancy"
 )
+
+// serviceConfig holds the per-service settings the commands expose as
+// flags; each domain issue adds its service's settings here.
+type serviceConfig struct {
+	allowSignup   bool
+	sealingKey    string
+	authRateLimit int
+	smtp          tenancy.SMTP
+	publicURL     string
+}
+
+func defaultServiceConfig() serviceConfig { return serviceConfig{allowSignup: true} }
+
+// addServiceFlags declares the services' settings on fs.
+func addServiceFlags(fs *flag.FlagSet, sc *serviceConfig) {
+	fs.BoolVar(&sc.allowSignup, "allow-signup", true, "let anyone register a user and a new organisation (the SaaS sign-up); false for self-hosted installs")
+	fs.StringVar(&sc.sealingKey, "sealing-key", "", "base64 of 32 bytes that encrypt TOTP secrets and signing keys at rest (empty: generated and kept in the database)")
+	fs.IntVar(&sc.authRateLimit, "auth-rate-limit", 20, "requests per minute per client IP on the unauthenticated auth routes (negative: off)")
+	fs.StringVar(&sc.publicURL, "public-url", "http://127.0.0.1:8080", "URL users reach InfraPilot at (links in invitation e-mails)")
+	fs.StringVar(&sc.smtp.Host, "smtp-host", "", "SMTP server for invitation e-mails (empty: invitations are not mailed)")
+	fs.IntVar(&sc.smtp.Port, "smtp-port", 587, "SMTP port")
+	fs.StringVar(&sc.smtp.From, "smtp-from", "InfraPilot <noreply@infrapilot.local>", "sender of InfraPilot's e-mails")
+	fs.StringVar(&sc.smtp.Username, "smtp-username", "", "SMTP user name")
+	fs.StringVar(&sc.smtp.Password, "smtp-password", "", "SMTP password (prefer the environment variable)")
+	fs.StringVar(&sc.smtp.TLS, "smtp-tls", "starttls", "starttls, tls or none")
+}
 
 // modules lists every service this binary can run, in start order. Each
 // domain issue adds its service here.
 func modules() []app.Module {
-	return []app.Module{}
+	ms, _ := modulesWith(defaultServiceConfig())
+	return ms
+}
+
+// modulesWith builds the modules with the given settings.
+func modulesWith(sc serviceConfig) ([]app.Module, error) {
+	authCfg := auth.DefaultConfig()
+	authCfg.AllowSignup = sc.allowSignup
+	if sc.sealingKey != "" {
+		key, err := base64.StdEncoding.DecodeString(sc.sealingKey)
+		if err != nil || len(key) != 32 {
+			return nil, fmt.Errorf("--sealing-key must be the base64 of 32 bytes")
+		}
+		authCfg.SealingKey = key
+	}
+	tenancyCfg := tenancy.Config{SMTP: sc.smtp, PublicURL: sc.publicURL}
+	return []app.Module{
+		auth.Module(authCfg),
+		tenancy.Module(tenancyCfg),
+	}, nil
 }
 
 func serviceNames() string {
@@ -26,13 +75,13 @@ func serviceNames() string {
 
 // pick returns the modules named, in registry order, or an error naming
 // the unknown ones.
-func pick(names []string) ([]app.Module, error) {
+func pick(all []app.Module, names []string) ([]app.Module, error) {
 	want := map[string]bool{}
 	for _, n := range names {
 		want[n] = true
 	}
 	var out []app.Module
-	for _, m := range modules() {
+	for _, m := range all {
 		if want[m.Name] {
 			out = append(out, m)
 			delete(want, m.Name)

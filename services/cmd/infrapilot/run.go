@@ -28,6 +28,7 @@ type runFlags struct {
 	requireAll    string
 	metricsAddr   string
 	logLevel      string
+	services      serviceConfig
 }
 
 func runServices(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
@@ -45,6 +46,7 @@ func runServices(ctx context.Context, args []string, stdout, stderr io.Writer, g
 	fs.StringVar(&f.requireAll, "required-services", "", "services the gateway's /readyz waits for (comma separated; default: every known service)")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "address serving /metrics and /healthz when \"gateway\" is not run here (empty: off)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	addServiceFlags(fs, &f.services)
 	fs.Usage = config.Usage(fs, `Usage: infrapilot run [flags] <service>... 
 
 Runs the named services (and the REST gateway when "gateway" is named)
@@ -61,7 +63,11 @@ Services: `+serviceNames())
 		fs.Usage()
 		return errUsage
 	}
-	mods, err := pick(fs.Args())
+	all, err := modulesWith(f.services)
+	if err != nil {
+		return err
+	}
+	mods, err := pick(all, fs.Args())
 	if err != nil {
 		return err
 	}
@@ -98,7 +104,7 @@ Services: `+serviceNames())
 		if f.requireAll != "" {
 			required = strings.Split(f.requireAll, ",")
 		}
-		gw, err = gateway.New(gateway.Config{Addr: f.http, RequiredServices: required, Version: version},
+		gw, err = gateway.New(gateway.Config{Addr: f.http, RequiredServices: required, Version: version, AuthRateLimit: f.services.authRateLimit},
 			gateway.Deps{NC: nc, Log: log.With("component", "gateway"), Registry: reg})
 		if err != nil {
 			return err
@@ -134,7 +140,7 @@ several processes at once.`)
 	mods := modules()
 	if fs.NArg() > 0 {
 		var err error
-		if mods, err = pick(fs.Args()); err != nil {
+		if mods, err = pick(mods, fs.Args()); err != nil {
 			return err
 		}
 	}

@@ -54,9 +54,14 @@ func serveWith(ctx context.Context, log *slog.Logger, stdout io.Writer, host *ap
 		if err := gw.Listen(ctx); err != nil {
 			return errors.Join(err, stopHostNow())
 		}
+	}
+	// ready runs while the listener is bound but not yet served (bootstrap
+	// of the first admin, the banner): clients connecting now wait instead
+	// of seeing a half-initialised system.
+	err := ready()
+	if gw != nil {
 		go func() { gwErr <- gw.Run(gwCtx) }()
 	}
-	err := ready()
 	hostDone, gwDone := false, gw == nil
 	if err == nil {
 		select {
