@@ -38,9 +38,10 @@ func (s *syncBuffer) String() string {
 }
 
 type devRun struct {
-	cancel context.CancelFunc
-	done   chan int
-	out    *syncBuffer
+	natsURL string
+	cancel  context.CancelFunc
+	done    chan int
+	out     *syncBuffer
 }
 
 func freePort(t *testing.T) int {
@@ -63,7 +64,7 @@ func startDev(t *testing.T, dataDir string, httpPort, natsPort, pgPort int) *dev
 func startDevArgs(t *testing.T, dataDir string, httpPort, natsPort, pgPort int, extra ...string) *devRun {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &devRun{cancel: cancel, done: make(chan int, 1), out: &syncBuffer{}}
+	r := &devRun{natsURL: fmt.Sprintf("nats://127.0.0.1:%d", natsPort), cancel: cancel, done: make(chan int, 1), out: &syncBuffer{}}
 	args := []string{"dev", "--data-dir", dataDir, "--http", fmt.Sprintf("127.0.0.1:%d", httpPort),
 		"--nats-port", fmt.Sprint(natsPort), "--leaf-port", "-1", "--pg-port", fmt.Sprint(pgPort), "--log-level", "warn"}
 	args = append(args, extra...)
