@@ -16,8 +16,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"net/netip"
+	"strings"
 	"sync"
 
 	"github.com/go-chi/chi/v5"
