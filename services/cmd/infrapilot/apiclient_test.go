@@ -13,12 +13,12 @@ import (
 // apiClient drives the REST API of a running `infrapilot dev` the way a
 // user's tool would.
 type apiClient struct {
-	t    *testing.T
+	t    testing.TB
 	base string
 	http *http.Client
 }
 
-func newAPIClient(t *testing.T, httpPort int) *apiClient {
+func newAPIClient(t testing.TB, httpPort int) *apiClient {
 	return &apiClient{t: t, base: fmt.Sprintf("http://127.0.0.1:%d", httpPort), http: &http.Client{Timeout: 30 * time.Second}}
 }
 

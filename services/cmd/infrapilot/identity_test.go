@@ -15,7 +15,7 @@ import (
 const api = "/api/v1"
 
 // identityDev starts a real `infrapilot dev` with a known first admin.
-func identityDev(t *testing.T) (*apiClient, *devRun) {
+func identityDev(t testing.TB) (*apiClient, *devRun) {
 	t.Helper()
 	httpPort := freePort(t)
 	run := startDevArgs(t, dataDir(t), httpPort, freePort(t), freePort(t),

@@ -44,7 +44,7 @@ type devRun struct {
 	out     *syncBuffer
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	p, err := natsx.FreePort("127.0.0.1")
 	if err != nil {
@@ -55,13 +55,13 @@ func freePort(t *testing.T) int {
 
 // startDev runs the real Main with `dev` in this process and waits for
 // /readyz to answer 200.
-func startDev(t *testing.T, dataDir string, httpPort, natsPort, pgPort int) *devRun {
+func startDev(t testing.TB, dataDir string, httpPort, natsPort, pgPort int) *devRun {
 	t.Helper()
 	return startDevArgs(t, dataDir, httpPort, natsPort, pgPort)
 }
 
 // startDevArgs is startDev with extra command-line flags.
-func startDevArgs(t *testing.T, dataDir string, httpPort, natsPort, pgPort int, extra ...string) *devRun {
+func startDevArgs(t testing.TB, dataDir string, httpPort, natsPort, pgPort int, extra ...string) *devRun {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &devRun{natsURL: fmt.Sprintf("nats://127.0.0.1:%d", natsPort), cancel: cancel, done: make(chan int, 1), out: &syncBuffer{}}
@@ -99,7 +99,7 @@ func startDevArgs(t *testing.T, dataDir string, httpPort, natsPort, pgPort int, 
 	return r
 }
 
-func (r *devRun) stop(t *testing.T) {
+func (r *devRun) stop(t testing.TB) {
 	t.Helper()
 	if r.cancel == nil {
 		return
@@ -135,7 +135,7 @@ func processesUsing(dir string) []string {
 	return out
 }
 
-func dataDir(t *testing.T) string {
+func dataDir(t testing.TB) string {
 	dir := t.TempDir()
 	// The private Postgres runs as the postgres user when the tests run as
 	// root: it must be able to reach the data dir.
