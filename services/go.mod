@@ -6,6 +6,7 @@ require (
 	github.com/ThreeDotsLabs/watermill v1.5.1
 	github.com/ThreeDotsLabs/watermill-nats/v2 v2.1.3
 	github.com/fergusstrange/embedded-postgres v1.34.0
+	github.com/gowebpki/jcs v1.0.1
 	github.com/infrapilot/infrapilot/events v0.0.0
 	github.com/infrapilot/infrapilot/gateway v0.0.0
 	github.com/jackc/pgx/v5 v5.12.0
@@ -14,10 +15,7 @@ require (
 	github.com/prometheus/client_golang v1.25.0
 )
 
-require (
-	github.com/go-chi/httprate v0.16.1 // indirect
-	github.com/gowebpki/jcs v1.0.1 // indirect
-)
+require github.com/go-chi/httprate v0.16.1 // indirect
 
 require (
 	cel.dev/expr v0.25.2 // indirect

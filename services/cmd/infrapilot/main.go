@@ -23,6 +23,7 @@ Usage:
   infrapilot dev [flags]                 everything in one process on embedded NATS and a private Postgres
   infrapilot run [flags] <service>...    the named services (and/or "gateway") against external NATS/Postgres
   infrapilot migrate [flags] [service...] apply the services' database migrations
+  infrapilot audit verify --file F       verify an audit export offline (no server needed)
   infrapilot version                     print the version
 
 Services: %s
@@ -53,6 +54,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, getenv f
 		err = runServices(ctx, args[1:], stdout, stderr, getenv)
 	case "migrate":
 		err = runMigrate(ctx, args[1:], stdout, stderr, getenv)
+	case "audit":
+		if len(args) < 2 || args[1] != "verify" {
+			fmt.Fprintln(stderr, "usage: infrapilot audit verify --file export.jsonl [--checkpoint FILE --public-key KEY]")
+			return 2
+		}
+		err = runAuditVerify(ctx, args[2:], stdout, stderr, getenv)
 	case "version":
 		fmt.Fprintln(stdout, "infrapilot", version)
 	default:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/infrapilot/infrapilot/services/audit"
 	"github.com/infrapilot/infrapilot/services/auth"
 	"github.com/infrapilot/infrapilot/services/internal/platform/app"
 	"github.com/infrapilot/infrapilot/services/tenancy"
@@ -59,6 +60,7 @@ func modulesWith(sc serviceConfig) ([]app.Module, error) {
 	return []app.Module{
 		auth.Module(authCfg),
 		tenancy.Module(tenancyCfg),
+		audit.Module(audit.Config{}),
 	}, nil
 }
 
