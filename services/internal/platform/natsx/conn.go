@@ -18,6 +18,9 @@ type ConnConfig struct {
 	CredsFile string
 	// Name identifies the connection in server monitoring.
 	Name string
+	// Options are appended last (for example natsauth.ConnectOption with
+	// in-memory credentials).
+	Options []nats.Option
 }
 
 // Connect opens a client connection that reconnects forever and logs
@@ -44,6 +47,7 @@ func Connect(cfg ConnConfig, log *slog.Logger) (*nats.Conn, error) {
 	if cfg.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
 	}
+	opts = append(opts, cfg.Options...)
 	nc, err := nats.Connect(cfg.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("natsx: connect: %w", err)

@@ -29,6 +29,9 @@ type HubConfig struct {
 	Domain string
 	// ServerName names the server in logs and cluster state.
 	ServerName string
+	// Configure, when set, adjusts the server options last, just before the
+	// server is created (natsauth uses it to run the hub in operator mode).
+	Configure func(*server.Options) error
 }
 
 // Hub is a running embedded NATS server with JetStream.
@@ -81,6 +84,11 @@ func StartHub(cfg HubConfig) (*Hub, error) {
 		// port is chosen before the server starts.
 		opts.LeafNode.Host = cfg.Host
 		opts.LeafNode.Port = leafPort
+	}
+	if cfg.Configure != nil {
+		if err := cfg.Configure(opts); err != nil {
+			return nil, fmt.Errorf("natsx: configure server: %w", err)
+		}
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
