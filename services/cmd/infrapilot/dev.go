@@ -41,7 +41,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	fs.IntVar(&f.natsPort, "nats-port", 4222, "NATS client port on 127.0.0.1 (0 picks a free one)")
 	fs.IntVar(&f.leafPort, "leaf-port", 7422, "NATS leafnode port on 127.0.0.1 that agents dial (-1 picks a free one)")
 	fs.IntVar(&f.pgPort, "pg-port", 5433, "port of the private Postgres on 127.0.0.1 (0 picks a free one)")
-	fs.StringVar(&f.clickhouseURL, "clickhouse-url", "", "ClickHouse native URL (clickhouse://host:9000) for the log and audit stores once those services land; empty: none")
+	fs.StringVar(&f.clickhouseURL, "clickhouse-url", "", "ClickHouse native URL (clickhouse://host:9000) of the log store; empty: logs are stored in Postgres")
 	fs.StringVar(&f.adminEmail, "admin-email", "admin@infrapilot.local", "e-mail of the first admin, created on the first start of a data dir")
 	fs.StringVar(&f.adminPassword, "admin-password", "", "password of the first admin (empty: generated and printed once)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -122,7 +122,7 @@ gateway. Ctrl-C stops everything; a restart on the same data dir keeps all state
 		return err
 	}
 
-	mods, err := modulesWith(f.services)
+	mods, err := modulesWith(f.withClickHouse())
 	if err != nil {
 		return err
 	}

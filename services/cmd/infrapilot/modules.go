@@ -9,6 +9,7 @@ import (
 	"github.com/infrapilot/infrapilot/services/audit"
 	"github.com/infrapilot/infrapilot/services/auth"
 	"github.com/infrapilot/infrapilot/services/internal/platform/app"
+	"github.com/infrapilot/infrapilot/services/logingest"
 	"github.com/infrapilot/infrapilot/services/tenancy"
 )
 
@@ -20,6 +21,7 @@ type serviceConfig struct {
 	authRateLimit int
 	smtp          tenancy.SMTP
 	publicURL     string
+	clickhouseURL string
 }
 
 func defaultServiceConfig() serviceConfig { return serviceConfig{allowSignup: true} }
@@ -61,6 +63,7 @@ func modulesWith(sc serviceConfig) ([]app.Module, error) {
 		auth.Module(authCfg),
 		tenancy.Module(tenancyCfg),
 		audit.Module(audit.Config{}),
+		logingest.Module(logingest.Config{ClickHouseURL: sc.clickhouseURL}),
 	}, nil
 }
 
@@ -115,4 +118,16 @@ func has(ms []app.Module, name string) bool {
 		}
 	}
 	return false
+}
+
+func (f devFlags) withClickHouse() serviceConfig {
+	sc := f.services
+	sc.clickhouseURL = f.clickhouseURL
+	return sc
+}
+
+func (f runFlags) withClickHouse() serviceConfig {
+	sc := f.services
+	sc.clickhouseURL = f.clickhouseURL
+	return sc
 }
