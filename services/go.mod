@@ -15,7 +15,10 @@ require (
 	github.com/prometheus/client_golang v1.25.0
 )
 
-require github.com/go-chi/httprate v0.16.1 // indirect
+require (
+	github.com/coder/websocket v1.8.15 // indirect
+	github.com/go-chi/httprate v0.16.1 // indirect
+)
 
 require (
 	cel.dev/expr v0.25.2 // indirect

@@ -14,8 +14,12 @@ import (
 
 	"github.com/infrapilot/infrapilot/events"
 	"github.com/infrapilot/infrapilot/services/audit"
+	"github.com/infrapilot/infrapilot/services/audit/internal/activity"
 	"github.com/infrapilot/infrapilot/services/audit/internal/chain"
 	"github.com/infrapilot/infrapilot/services/audit/internal/chainstream"
+	"github.com/infrapilot/infrapilot/services/audit/internal/exports"
+	"github.com/infrapilot/infrapilot/services/audit/internal/forward"
+	"github.com/infrapilot/infrapilot/services/audit/internal/forwarding"
 	"github.com/infrapilot/infrapilot/services/audit/internal/projection"
 	"github.com/infrapilot/infrapilot/services/internal/platform/app"
 	"github.com/infrapilot/infrapilot/services/internal/platform/natstest"
@@ -65,6 +69,12 @@ func testConfig() audit.Config {
 	return audit.Config{
 		Chain:      chain.Config{AckWait: 3 * time.Second, CheckpointEvery: 50, CheckpointInterval: 2 * time.Second, DrainTimeout: 5 * time.Second},
 		Projection: projectionConfig(),
+		Exports:    exports.Config{AckWait: 3 * time.Second},
+		// Test receivers listen on loopback, over plain http too.
+		Forwarding: forwarding.Config{Resync: 500 * time.Millisecond,
+			Forward: forward.Config{AllowPrivateNetworks: true, AllowInsecure: true, MaxWait: 100 * time.Millisecond,
+				MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second}},
+		Activity: activity.Config{CatchUpWait: 5 * time.Second},
 	}
 }
 
@@ -141,7 +151,10 @@ func (e *env) startHost(cfg audit.Config, name string) *host {
 // start one after the other.
 func (e *env) waitConsumers() {
 	e.t.Helper()
-	names := map[string]string{"audit_projection": events.StreamAudit, "audit_config_projection": events.StreamAudit}
+	names := map[string]string{"audit_projection": events.StreamAudit, "audit_config_projection": events.StreamAudit,
+		"audit_exports_projection": events.StreamAudit, "audit_reports_projection": events.StreamAudit,
+		exports.WorkerDurable: events.StreamAudit, activity.MembershipsDurable: events.DomainStream("tenancy"),
+		activity.LinkerDurable: events.DomainStream("auth")}
 	for _, src := range chain.DefaultSources() {
 		names[src.Durable] = src.Stream
 	}

@@ -41,7 +41,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	fs.IntVar(&f.natsPort, "nats-port", 4222, "NATS client port on 127.0.0.1 (0 picks a free one)")
 	fs.IntVar(&f.leafPort, "leaf-port", 7422, "NATS leafnode port on 127.0.0.1 that agents dial (-1 picks a free one)")
 	fs.IntVar(&f.pgPort, "pg-port", 5433, "port of the private Postgres on 127.0.0.1 (0 picks a free one)")
-	fs.StringVar(&f.clickhouseURL, "clickhouse-url", "", "ClickHouse native URL (clickhouse://host:9000) of the log store; empty: logs are stored in Postgres")
+	fs.StringVar(&f.clickhouseURL, "clickhouse-url", "", "ClickHouse native URL (clickhouse://host:9000): the log store and the audit analytics projection; empty: logs in Postgres, no audit projection")
 	fs.StringVar(&f.adminEmail, "admin-email", "admin@infrapilot.local", "e-mail of the first admin, created on the first start of a data dir")
 	fs.StringVar(&f.adminPassword, "admin-password", "", "password of the first admin (empty: generated and printed once)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/infrapilot/infrapilot/gateway"
 	"github.com/nats-io/nats.go"
@@ -53,6 +54,8 @@ type tenantFixture struct {
 	enrollTok string
 	apiKeyID  string
 	apiKey    string
+	exportID  string
+	reportID  string
 	secrets   []string // strings of this org that must never appear in another org's replies
 }
 
@@ -68,7 +71,11 @@ func newTenant(c *apiClient, email, orgName string) tenantFixture {
 	f.enrollID, f.enrollTok = en.str("id"), en.str("token")
 	k := c.must(201, "POST", api+"/auth/api-keys", f.access, f.orgID, map[string]any{"name": "key of " + orgName, "role": "admin"})
 	f.apiKeyID, f.apiKey = k.str("id"), k.str("key")
-	for _, v := range []string{f.inviteID, f.enrollID, f.apiKeyID} {
+	from, to := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339), time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	ex := c.must(201, "POST", api+"/audit/exports", f.access, f.orgID, map[string]any{"format": "jsonl", "from": from, "to": to})
+	rep := c.must(201, "POST", api+"/audit/reports", f.access, f.orgID, map[string]any{"kind": "activity", "from": from, "to": to})
+	f.exportID, f.reportID = ex.str("id"), rep.str("id")
+	for _, v := range []string{f.inviteID, f.enrollID, f.apiKeyID, f.exportID, f.reportID} {
 		if v == "" {
 			c.t.Fatalf("fixture of %s lacks an id: %+v", orgName, f)
 		}
@@ -113,6 +120,10 @@ func idFor(t *testing.T, pattern, param string, b tenantFixture) string {
 		return b.apiKeyID
 	case param == "id" && strings.HasPrefix(pattern, api+"/users/"):
 		return b.memberID
+	case param == "id" && strings.Contains(pattern, "/audit/exports/"):
+		return b.exportID
+	case param == "id" && strings.Contains(pattern, "/audit/reports/"):
+		return b.reportID
 	}
 	t.Fatalf("the isolation sweep does not know which resource {%s} of %s names: add it to idFor", param, pattern)
 	return ""

@@ -62,7 +62,7 @@ func modulesWith(sc serviceConfig) ([]app.Module, error) {
 	return []app.Module{
 		auth.Module(authCfg),
 		tenancy.Module(tenancyCfg),
-		audit.Module(audit.Config{}),
+		audit.Module(audit.Config{ClickHouseURL: sc.clickhouseURL}),
 		logingest.Module(logingest.Config{ClickHouseURL: sc.clickhouseURL}),
 	}, nil
 }

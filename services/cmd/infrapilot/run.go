@@ -39,7 +39,7 @@ func runServices(ctx context.Context, args []string, stdout, stderr io.Writer, g
 	fs.StringVar(&f.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URL(s), comma separated")
 	fs.StringVar(&f.natsCreds, "nats-creds", "", "NATS credentials file (.creds)")
 	fs.StringVar(&f.pgURL, "pg-url", "", "Postgres URL, e.g. postgres://user:pass@host:5432/infrapilot")
-	fs.StringVar(&f.clickhouseURL, "clickhouse-url", "", "ClickHouse native URL (clickhouse://host:9000) of the log store; empty: logs are stored in Postgres")
+	fs.StringVar(&f.clickhouseURL, "clickhouse-url", "", "ClickHouse native URL (clickhouse://host:9000): the log store and the audit analytics projection; empty: logs in Postgres, no audit projection")
 	fs.StringVar(&f.http, "http", "127.0.0.1:8080", "gateway address when running \"gateway\"")
 	fs.StringVar(&f.instance, "instance", host, "name of this process in health replies and logs")
 	fs.IntVar(&f.replicas, "stream-replicas", 1, "replicas of every stream (3 on a NATS cluster)")

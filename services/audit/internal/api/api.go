@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/infrapilot/infrapilot/events"
+	"github.com/infrapilot/infrapilot/services/audit/internal/authz"
 	"github.com/infrapilot/infrapilot/services/audit/internal/keys"
 	"github.com/infrapilot/infrapilot/services/audit/internal/store"
 	"github.com/infrapilot/infrapilot/services/audit/internal/verify"
@@ -28,9 +29,28 @@ type Deps struct {
 	Verifier *verify.Verifier
 	Keys     *keys.Ring
 	Events   *eventstore.Store
+	// Forwarding plans and shows the SIEM destinations of the
+	// configuration.
+	Forwarding Forwarding
+	// Retention returns the last pruning of an org's projections (nil
+	// when none); ClickHouse says whether the analytics projection runs.
+	Retention  func(ctx context.Context, org string) (*events.AuditRetentionStatus, error)
+	ClickHouse func() string
 	// ConfigWait bounds how long a configuration change waits for the
 	// projection to show it (read-your-writes); default 5s.
 	ConfigWait time.Duration
+}
+
+// Forwarding is the configuration's view of the SIEM destinations
+// (package forwarding).
+type Forwarding interface {
+	// Plan validates the requested destinations against the current
+	// ones, stores the secrets they bring, and returns the new list and
+	// whether it changed.
+	Plan(ctx context.Context, org string, reqs []events.AuditDestinationRequest, current []events.AuditForwardDestination) ([]events.AuditForwardDestination, bool, error)
+	// View returns the destinations as projected (no secrets, with
+	// status) and the stream sequence they were projected from.
+	View(ctx context.Context, org string) ([]events.AuditDestination, uint64, error)
 }
 
 // Register adds the operations to s.
@@ -49,19 +69,8 @@ func Register(s *endpoint.Server, d Deps) {
 
 type handlers struct{ Deps }
 
-// orgFor returns the request's org after checking the caller's role holds
-// p. A request without a role (a service calling another) is trusted: only
-// the gateway and services may publish on svc.>.
-func orgFor(ctx context.Context, p events.Permission) (string, error) {
-	info := reqctx.From(ctx)
-	if !events.ValidToken(info.OrgID) {
-		return "", events.Invalid("the request names no organisation")
-	}
-	if info.Role != "" && !events.Allowed(events.Role(info.Role), p) {
-		return "", events.Errorf(events.CodeForbidden, "your role %q may not %s", info.Role, p)
-	}
-	return info.OrgID, nil
-}
+// orgFor returns the request's org after checking the caller's role.
+func orgFor(ctx context.Context, p events.Permission) (string, error) { return authz.Org(ctx, p) }
 
 func (h handlers) list(ctx context.Context, req events.AuditListRequest) (events.List[events.AuditEntry], error) {
 	org, err := orgFor(ctx, events.PermAuditRead)
@@ -139,7 +148,34 @@ func (h handlers) getConfig(ctx context.Context, _ events.Empty) (events.AuditCo
 		return events.AuditConfig{}, err
 	}
 	c, _, err := h.Store.Config(ctx, org)
-	return c, err
+	if err != nil {
+		return events.AuditConfig{}, err
+	}
+	return h.decorate(ctx, org, c)
+}
+
+// decorate adds the forwarding destinations and the status fields to a
+// configuration.
+func (h handlers) decorate(ctx context.Context, org string, c events.AuditConfig) (events.AuditConfig, error) {
+	c.Forwarding = []events.AuditDestination{}
+	if h.Forwarding != nil {
+		ds, _, err := h.Forwarding.View(ctx, org)
+		if err != nil {
+			return events.AuditConfig{}, err
+		}
+		c.Forwarding = ds
+	}
+	if h.Retention != nil {
+		r, err := h.Retention(ctx, org)
+		if err != nil {
+			return events.AuditConfig{}, err
+		}
+		c.Retention = r
+	}
+	if h.ClickHouse != nil {
+		c.ClickHouse = h.ClickHouse()
+	}
+	return c, nil
 }
 
 // ValidateConfig checks a configuration request and returns the event it
@@ -175,55 +211,99 @@ func (h handlers) putConfig(ctx context.Context, req events.AuditConfigRequest) 
 	if err != nil {
 		return events.AuditConfig{}, err
 	}
+	if req.Forwarding != nil && h.Forwarding == nil {
+		return events.AuditConfig{}, events.Invalid("SIEM forwarding is not available")
+	}
 	ref := eventstore.Ref{OrgID: org, Type: events.AuditAggConfig, ID: org}
 	for range 3 {
 		evs, version, err := h.Events.Load(ctx, ref)
 		if err != nil {
 			return events.AuditConfig{}, err
 		}
-		if len(evs) > 0 && current(evs) == want {
-			return h.waitConfig(ctx, org, version)
+		cfg, fwd, cfgAt, fwdAt := current(evs)
+		var payloads []events.Payload
+		if len(evs) == 0 || cfg != want {
+			payloads = append(payloads, want)
 		}
-		env, err := events.New(want, events.Aggregate{Type: ref.Type, ID: ref.ID}, reqctx.Meta(ctx))
-		if err != nil {
-			return events.AuditConfig{}, err
+		if req.Forwarding != nil {
+			dests, changed, err := h.Forwarding.Plan(ctx, org, *req.Forwarding, fwd.Destinations)
+			if err != nil {
+				return events.AuditConfig{}, err
+			}
+			if changed {
+				payloads = append(payloads, events.AuditForwardingUpdated{Destinations: dests})
+			}
 		}
-		v, err := h.Events.Append(ctx, ref, version, env)
-		if errors.Is(err, eventstore.ErrConflict) {
+		if len(payloads) == 0 {
+			return h.waitConfig(ctx, org, cfgAt, fwdAt)
+		}
+		// One event at a time, so that each projection can be waited for
+		// at the sequence of its own event.
+		conflict := false
+		for _, p := range payloads {
+			env, err := events.New(p, events.Aggregate{Type: ref.Type, ID: ref.ID}, reqctx.Meta(ctx))
+			if err != nil {
+				return events.AuditConfig{}, err
+			}
+			version, err = h.Events.Append(ctx, ref, version, env)
+			if errors.Is(err, eventstore.ErrConflict) {
+				conflict = true
+				break
+			}
+			if err != nil {
+				return events.AuditConfig{}, err
+			}
+			if _, ok := p.(events.AuditConfigUpdated); ok {
+				cfgAt = version
+			} else {
+				fwdAt = version
+			}
+		}
+		if conflict {
 			continue
 		}
-		if err != nil {
-			return events.AuditConfig{}, err
-		}
-		return h.waitConfig(ctx, org, v)
+		return h.waitConfig(ctx, org, cfgAt, fwdAt)
 	}
 	return events.AuditConfig{}, events.Errorf(events.CodeConflict, "the audit configuration is being changed concurrently; try again")
 }
 
-// current is the configuration the last event of evs set.
-func current(evs []events.Envelope) events.AuditConfigUpdated {
-	var c events.AuditConfigUpdated
+// current is the configuration and the destinations the events of the
+// configuration aggregate set, and the stream sequences of the events that
+// set them.
+func current(evs []events.Envelope) (c events.AuditConfigUpdated, f events.AuditForwardingUpdated, cfgAt, fwdAt uint64) {
 	for _, env := range evs {
-		if p, err := events.Catalogue.Decode(env); err == nil {
-			if u, ok := p.(*events.AuditConfigUpdated); ok {
-				c = *u
-			}
+		p, err := events.Catalogue.Decode(env)
+		if err != nil {
+			continue
+		}
+		switch p := p.(type) {
+		case *events.AuditConfigUpdated:
+			c, cfgAt = *p, env.Sequence
+		case *events.AuditForwardingUpdated:
+			f, fwdAt = *p, env.Sequence
 		}
 	}
-	return c
+	return c, f, cfgAt, fwdAt
 }
 
-// waitConfig waits, bounded, until the projection shows the configuration
-// at version (or later) and returns it.
-func (h handlers) waitConfig(ctx context.Context, org string, version uint64) (events.AuditConfig, error) {
+// waitConfig waits, bounded, until the projections show the
+// configuration at cfgAt and the destinations at fwdAt (or later), and
+// returns them.
+func (h handlers) waitConfig(ctx context.Context, org string, cfgAt, fwdAt uint64) (events.AuditConfig, error) {
 	ctx, cancel := context.WithTimeout(ctx, h.ConfigWait)
 	defer cancel()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		c, seq, err := h.Store.Config(ctx, org)
-		if err == nil && seq >= version {
-			return c, nil
+		if err == nil && seq >= cfgAt {
+			fwdSeq := fwdAt
+			if h.Forwarding != nil {
+				_, fwdSeq, err = h.Forwarding.View(ctx, org)
+			}
+			if err == nil && fwdSeq >= fwdAt {
+				return h.decorate(ctx, org, c)
+			}
 		}
 		select {
 		case <-ctx.Done():

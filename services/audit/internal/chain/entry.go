@@ -1,6 +1,7 @@
 package chain
 
 import (
+	"encoding/json"
 	"strings"
 	"time"
 
@@ -29,7 +30,22 @@ func Outcome(eventType string) string {
 // prev_hash and hash are the writer's to fill, with Seal): action = event
 // type, resource = aggregate, actor = the envelope's actor, details = the
 // event's data. Events carry no secrets, so neither do entries.
+//
+// An audit.user_activity.linked event (a user's platform event linked into
+// one of the user's orgs) becomes the entry of the event it links — its
+// time, actor, action, resource, outcome and details — in the linked
+// event's org and under the linked event's id.
 func EntryFor(env events.Envelope) events.AuditEntry {
+	var linked events.AuditUserActivityLinked
+	if env.Type == linked.EventType() && json.Unmarshal(env.Data, &linked) == nil && linked.Source.Type != "" {
+		e := entryOf(linked.Source)
+		e.OrgID, e.EventID = env.OrgID, env.ID
+		return e
+	}
+	return entryOf(env)
+}
+
+func entryOf(env events.Envelope) events.AuditEntry {
 	t := env.Time
 	if t.IsZero() {
 		t = time.Unix(0, 0)

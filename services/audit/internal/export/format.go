@@ -1,6 +1,6 @@
 // Package export renders audit chain entries as CSV, JSONL, CEF and
-// RFC 5424 syslog, one entry at a time onto an io.Writer, and runs export
-// jobs in the background (Runner).
+// RFC 5424 syslog, one entry at a time onto an io.Writer. The export jobs
+// that use them are package exports.
 //
 // Every encoder writes one record per line: values that could break a line
 // or a field (newlines, separators, quotes) are escaped by the rules of the

@@ -3,9 +3,11 @@ package export
 import (
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/infrapilot/infrapilot/events"
 )
@@ -71,4 +73,19 @@ func golden(t *testing.T, name string, got []byte) {
 	if string(got) != string(want) {
 		t.Errorf("%s differs from the golden file\n got:\n%s\nwant:\n%s", name, got, want)
 	}
+}
+
+// manyEntries is a valid chain of n ordinary entries of org.
+func manyEntries(t testing.TB, org string, n int) []events.AuditEntry {
+	base := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	raw := make([]events.AuditEntry, n)
+	for i := range raw {
+		raw[i] = events.AuditEntry{
+			EventID: fmt.Sprintf("evt-%d", i), Time: base.Add(time.Duration(i) * time.Minute).Format(time.RFC3339Nano),
+			Actor:  events.Actor{Kind: events.ActorUser, ID: "usr_1", IP: "198.51.100.7", UserAgent: "ua"},
+			Action: "tenancy.member.added", Resource: events.AuditResource{Type: "org", ID: org},
+			Outcome: events.OutcomeSuccess, Details: []byte(`{"user_id":"usr_2","role":"viewer"}`),
+		}
+	}
+	return chainOf(t, org, raw)
 }

@@ -322,3 +322,18 @@ func (s *Store) PruneThrough(ctx context.Context, org string, through uint64) (i
 	}
 	return tag.RowsAffected(), nil
 }
+
+// CanPrune reports (nil) whether this session may act as the retention
+// role, without deleting anything: the retention job checks it before it
+// records a pruning on the stream.
+func (s *Store) CanPrune(ctx context.Context) error {
+	tx, err := s.db.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("audit store: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := tx.Exec(ctx, `SET LOCAL ROLE audit_retention`); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotRetentionRole, err)
+	}
+	return nil
+}

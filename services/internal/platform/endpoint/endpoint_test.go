@@ -184,6 +184,42 @@ func TestHealthRunsChecks(t *testing.T) {
 	}
 }
 
+// TestHealthInfoDoesNotDegrade: a check answering an Info (an optional
+// dependency that is not configured) is reported as its text and leaves
+// the service healthy; AddCheck adds checks to a server's health.
+func TestHealthInfoDoesNotDegrade(t *testing.T) {
+	nc, _ := start(t, map[string]endpoint.Check{
+		"clickhouse": func(context.Context) error { return endpoint.Info("off (not configured)") },
+	})
+	var hr events.HealthReply
+	if err := json.Unmarshal(call(t, nc, events.HealthOperation, "", nil, 2*time.Second).Data, &hr); err != nil {
+		t.Fatal(err)
+	}
+	if hr.Status != events.HealthOK || hr.Checks["clickhouse"] != "off (not configured)" {
+		t.Fatalf("reply %+v", hr)
+	}
+
+	srv := natstest.Run(t)
+	nc2 := srv.Connect()
+	s, err := endpoint.New(endpoint.Config{Service: "added", Version: "1.0.0"}, nc2, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.AddCheck("broken", func(context.Context) error { return errors.New("down") })
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Stop() })
+	reply, err := nc2.Request(events.ServiceEndpoint("added", events.HealthOperation), nil, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hr = events.HealthReply{}
+	if err := json.Unmarshal(reply.Data, &hr); err != nil || hr.Status != events.HealthDegraded || hr.Checks["broken"] != "error: down" {
+		t.Fatalf("reply %+v %v", hr, err)
+	}
+}
+
 func TestMicroDiscovery(t *testing.T) {
 	nc, _ := start(t, nil)
 	reply, err := nc.Request("$SRV.PING.demo", nil, 2*time.Second)
