@@ -77,6 +77,19 @@ func (LoginFailed) EventType() string { return "auth.login.failed" }
 // EventVersion implements Payload.
 func (LoginFailed) EventVersion() int { return 1 }
 
+// MFASetupStarted is emitted when a user starts TOTP enrolment: a new
+// secret is pending until confirmed. The secret itself is never in the
+// event. The aggregate is ("user", user id).
+type MFASetupStarted struct {
+	Method string `json:"method"`
+}
+
+// EventType implements Payload.
+func (MFASetupStarted) EventType() string { return "auth.mfa.setup_started" }
+
+// EventVersion implements Payload.
+func (MFASetupStarted) EventVersion() int { return 1 }
+
 // MFAEnabled is emitted when a user confirms TOTP enrolment. The aggregate
 // is ("user", user id).
 type MFAEnabled struct {
@@ -250,6 +263,7 @@ func init() {
 	Catalogue.MustRegister(EmailClaimed{}, "An e-mail address was reserved for a user (aggregate: hash of the address); it makes addresses unique.")
 	Catalogue.MustRegister(LoginSucceeded{}, "A user signed in (after the second factor when MFA is on).")
 	Catalogue.MustRegister(LoginFailed{}, "A password sign-in was refused: unknown_user, bad_password, disabled or throttled. Never carries the password or the address.")
+	Catalogue.MustRegister(MFASetupStarted{}, "A user started TOTP enrolment; a new secret is pending until confirmed (the secret is not in the event).")
 	Catalogue.MustRegister(MFAEnabled{}, "A user confirmed TOTP enrolment; backup codes were issued (they are not in the event).")
 	Catalogue.MustRegister(MFADisabled{}, "A user turned MFA off.")
 	Catalogue.MustRegister(MFAFailed{}, "A second-factor code was refused (bad_code, replay or throttled).")

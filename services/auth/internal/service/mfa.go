@@ -56,6 +56,15 @@ func (s *Service) MFASetup(ctx context.Context, _ events.Empty) (events.MFASetup
 	if err != nil {
 		return out, err
 	}
+	// The state change is recorded (and audited) without the secret.
+	_, err = s.append(ctx, platformRef(domain.AggUser, u.ID), u.Version, meta(ctx, events.PlatformOrg, events.Actor{}),
+		events.MFASetupStarted{Method: "totp"})
+	if errors.Is(err, eventstore.ErrConflict) {
+		return out, events.Errorf(events.CodeConflict, "your account changed at the same time; retry")
+	}
+	if err != nil {
+		return out, err
+	}
 	return events.MFASetupResponse{Secret: b32, OTPAuthURL: url}, nil
 }
 
