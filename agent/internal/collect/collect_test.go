@@ -148,8 +148,27 @@ func TestLogsEveryLineOnceAcrossRestarts(t *testing.T) {
 	e.startLogs()
 	waitLines(t, e, id, countLines(e.batches(id))+300)
 	e.restartOutbox()
-	bs := e.batches(id)
-	last := bs[len(bs)-1]
+	// The last batch the follower stored may still be in the outbox, on
+	// its way to the hub: wait until the hub has the batch ending at the
+	// committed position, so "the last batch" below is really the last.
+	var marks struct {
+		Containers map[string]struct {
+			Committed events.LogPosition `json:"committed"`
+		} `json:"containers"`
+	}
+	if err := e.dir.ReadJSON(state.LogsFile, &marks); err != nil {
+		t.Fatal(err)
+	}
+	committed := marks.Containers[id].Committed
+	var last events.AgentLogBatch
+	dockertest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		bs := e.batches(id)
+		last = bs[len(bs)-1]
+		if !last.To.Time.Equal(committed.Time) || last.To.Stdout != committed.Stdout || last.To.Stderr != committed.Stderr {
+			return fmt.Errorf("hub's last batch ends at %+v, committed is %+v", last.To, committed)
+		}
+		return nil
+	})
 	var doc map[string]any
 	if err := e.dir.ReadJSON(state.LogsFile, &doc); err != nil {
 		t.Fatal(err)
