@@ -25,7 +25,10 @@ type auditSeen struct {
 }
 
 // auditStub stands in for the audit service: it records requests and
-// answers {"op": op}.
+// answers {"op": op}. These route tests check only how the gateway builds
+// requests (paths, query parsing, permissions, headers); the real audit
+// service behind the real gateway is exercised by
+// services/cmd/infrapilot/audit_e2e_test.go.
 type auditStub struct {
 	mu   sync.Mutex
 	reqs []auditSeen
