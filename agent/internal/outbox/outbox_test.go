@@ -164,6 +164,8 @@ func TestHubRestart(t *testing.T) {
 		defer wg.Done()
 		for range 20 {
 			p.publish(t, 50)
+			// Pacing, not waiting for an effect: the producer keeps
+			// publishing while the link is cut and restored.
 			time.Sleep(10 * time.Millisecond)
 		}
 	}()
