@@ -83,9 +83,11 @@ const (
 )
 
 // AgentSessionOutput is the subject an agent publishes a session's output
-// on: "agent.<org>.<agent>.session.<session>.output".
+// on: "agent.<org>.<agent>.out.<session>". It is the one subject shape
+// besides telemetry that the agents' NATS account exports to the control
+// plane (natsauth's AgentOutput).
 func AgentSessionOutput(org, agent, session string) string {
-	return join("agent", org, agent, "session", session, "output")
+	return join("agent", org, agent, "out", session)
 }
 
 // AgentSessionInput is the subject the caller sends a session's input on

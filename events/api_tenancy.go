@@ -81,14 +81,6 @@ const (
 	// OpTenancyDeleteEnrollmentToken deletes a token. Request: IDRequest.
 	// Reply: Empty. Permission: enrollment:manage.
 	OpTenancyDeleteEnrollmentToken = "enrollment_token_delete"
-	// OpTenancyUseEnrollmentToken spends one use of a token for a machine
-	// (the agent service calls it on enrollment; no org header: the token
-	// names the org). The same fingerprint may use the same token again
-	// without spending a use. Request: UseEnrollmentTokenRequest. Reply:
-	// EnrollmentUse. unauthorized for an unknown, revoked or deleted token;
-	// conflict when it has expired, has no uses left, or the org's plan
-	// allows no more agents.
-	OpTenancyUseEnrollmentToken = "enrollment_use"
 
 	// OpTenancyListUsers lists the org's users (user administration).
 	// Request: ListRequest. Reply: List[Member]. Permission: members:manage.
@@ -252,7 +244,8 @@ type NewEnrollmentToken struct {
 }
 
 // UseEnrollmentTokenRequest spends a use of Token for the machine with
-// Fingerprint.
+// Fingerprint: the first step of OpTenancyEnrollAgent. The same machine
+// may use the same token again without spending a use.
 type UseEnrollmentTokenRequest struct {
 	Token       string `json:"token"`
 	Fingerprint string `json:"fingerprint"`

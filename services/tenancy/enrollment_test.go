@@ -11,11 +11,11 @@ import (
 
 func TestEnrollmentTokens(t *testing.T) {
 	t.Parallel()
-	h := start(t, tenancy.Config{Plans: map[string]tenancy.Plan{"free": {MaxUsers: 3, MaxAgents: 10}}})
+	h := start(t, tenancy.Config{Plans: map[string]tenancy.Plan{"free": {MaxUsers: 3, MaxAgents: 10}}, AgentCredentials: newIssuer(t)})
 	owner := h.signUp("ops@example.com", "Fleet")
-	use := func(token, fp string) (events.EnrollmentUse, *events.Error) {
-		var u events.EnrollmentUse
-		e := h.call(who{}, events.OpTenancyUseEnrollmentToken, events.UseEnrollmentTokenRequest{Token: token, Fingerprint: fp}, &u)
+	use := func(token, fp string) (events.AgentEnrollment, *events.Error) {
+		var u events.AgentEnrollment
+		e := h.call(who{}, events.OpTenancyEnrollAgent, enrollReq(token, fp), &u)
 		return u, e
 	}
 
@@ -29,10 +29,10 @@ func TestEnrollmentTokens(t *testing.T) {
 
 	// Two machines use it; a machine repeating itself spends nothing.
 	u, e := use(tok.Token, "fp-1")
-	if e != nil || u.OrgID != owner.org || u.TokenID != tok.ID || u.Labels["env"] != "prod" || u.Repeat {
+	if e != nil || u.OrgID != owner.org || u.Reenrolled {
 		t.Fatalf("use 1: %+v %+v", u, e)
 	}
-	if u, e = use(tok.Token, "fp-1"); e != nil || !u.Repeat {
+	if u, e = use(tok.Token, "fp-1"); e != nil || !u.Reenrolled {
 		t.Fatalf("repeat: %+v %+v", u, e)
 	}
 	if _, e = use(tok.Token, "fp-2"); e != nil {
@@ -106,13 +106,13 @@ func TestEnrollmentTokens(t *testing.T) {
 	for _, f := range []string{"name", "max_uses", "expires_in", "labels.bad key!"} {
 		hasField(t, e, f)
 	}
-	e = h.fails(who{}, events.OpTenancyUseEnrollmentToken, events.UseEnrollmentTokenRequest{Token: tok.Token, Fingerprint: "has space"}, events.CodeInvalid, "")
+	e = h.fails(who{}, events.OpTenancyEnrollAgent, enrollReq(tok.Token, "has space"), events.CodeInvalid, "")
 	hasField(t, e, "fingerprint")
 }
 
 func TestEnrollmentAgentLimit(t *testing.T) {
 	t.Parallel()
-	h := start(t, tenancy.Config{}) // free: 2 agents
+	h := start(t, tenancy.Config{AgentCredentials: newIssuer(t)}) // free: 2 agents
 	owner := h.signUp("ops@example.com", "Tiny")
 	var a, b events.NewEnrollmentToken
 	h.must(owner, events.OpTenancyCreateEnrollmentToken, events.CreateEnrollmentTokenRequest{Name: "a"}, &a)
@@ -121,7 +121,7 @@ func TestEnrollmentAgentLimit(t *testing.T) {
 		t.Fatalf("default expiry: %+v", a.ExpiresAt)
 	}
 	use := func(token, fp string) *events.Error {
-		return h.call(who{}, events.OpTenancyUseEnrollmentToken, events.UseEnrollmentTokenRequest{Token: token, Fingerprint: fp}, nil)
+		return h.call(who{}, events.OpTenancyEnrollAgent, enrollReq(token, fp), nil)
 	}
 	if e := use(a.Token, "m1"); e != nil {
 		t.Fatal(e)

@@ -17,6 +17,7 @@ type orgFixture struct {
 	member string
 	inv    events.NewInvitation
 	token  events.NewEnrollmentToken
+	agent  events.AgentEnrollment
 }
 
 func fixture(t *testing.T, h *harness, name string) orgFixture {
@@ -27,15 +28,15 @@ func fixture(t *testing.T, h *harness, name string) orgFixture {
 	f.member = m.ID
 	h.must(f.who, events.OpTenancyCreateInvitation, events.CreateInvitationRequest{Email: name + "-new@example.com", Role: events.RoleViewer}, &f.inv)
 	h.must(f.who, events.OpTenancyCreateEnrollmentToken, events.CreateEnrollmentTokenRequest{Name: name}, &f.token)
-	h.must(who{}, events.OpTenancyUseEnrollmentToken, events.UseEnrollmentTokenRequest{Token: f.token.Token, Fingerprint: name + "-host"}, nil)
+	h.must(who{}, events.OpTenancyEnrollAgent, enrollReq(f.token.Token, name+"-host"), &f.agent)
 	return f
 }
 
-var tenantTables = []string{"memberships", "invitations", "enrollment_tokens", "enrolled_agents", "orgs"}
+var tenantTables = []string{"memberships", "invitations", "enrollment_tokens", "enrolled_agents", "agents", "orgs"}
 
 func TestRowLevelSecurityHidesOtherOrgs(t *testing.T) {
 	t.Parallel()
-	h := start(t, tenancy.Config{})
+	h := start(t, tenancy.Config{AgentCredentials: newIssuer(t)})
 	a, b := fixture(t, h, "alpha"), fixture(t, h, "beta")
 	ctx := context.Background()
 
@@ -127,7 +128,7 @@ func TestRowLevelSecurityHidesOtherOrgs(t *testing.T) {
 
 func TestOperationsNeverReachAnotherOrg(t *testing.T) {
 	t.Parallel()
-	h := start(t, tenancy.Config{})
+	h := start(t, tenancy.Config{AgentCredentials: newIssuer(t)})
 	a, b := fixture(t, h, "alpha"), fixture(t, h, "beta")
 	asA := a.who
 
@@ -135,6 +136,8 @@ func TestOperationsNeverReachAnotherOrg(t *testing.T) {
 	h.fails(asA, events.OpTenancyRevokeInvitation, events.IDRequest{ID: b.inv.ID}, events.CodeNotFound, "")
 	h.fails(asA, events.OpTenancyRevokeEnrollmentToken, events.IDRequest{ID: b.token.ID}, events.CodeNotFound, "")
 	h.fails(asA, events.OpTenancyDeleteEnrollmentToken, events.IDRequest{ID: b.token.ID}, events.CodeNotFound, "")
+	h.fails(asA, events.OpTenancyGetAgent, events.IDRequest{ID: b.agent.AgentID}, events.CodeNotFound, "")
+	h.fails(asA, events.OpTenancyDeleteAgent, events.IDRequest{ID: b.agent.AgentID}, events.CodeNotFound, "")
 	h.fails(asA, events.OpTenancyRemoveMember, events.UserRef{UserID: b.member}, events.CodeNotFound, "")
 	h.fails(asA, events.OpTenancyUpdateMember, events.UpdateMemberRequest{UserID: b.member, Role: events.RoleAdmin}, events.CodeNotFound, "")
 	h.fails(asA, events.OpTenancyDeleteUser, events.UserRef{UserID: b.who.user}, events.CodeNotFound, "")

@@ -65,9 +65,18 @@ type Config struct {
 	// InvitationTTL is how long an invitation can be accepted (default 7
 	// days).
 	InvitationTTL time.Duration
+	// AgentCredentials issues and revokes agents' NATS credentials (the
+	// hub's natsauth keys); nil: agents cannot enroll.
+	AgentCredentials AgentCredentials
+	// PresenceTimeout is how long an agent may miss heartbeats before it
+	// is offline (default 20s).
+	PresenceTimeout time.Duration
 	// Now overrides the host's clock (tests of expiry).
 	Now func() time.Time
 }
+
+// AgentCredentials issues and revokes the NATS credentials of agents.
+type AgentCredentials = service.AgentCredentials
 
 // Module is the tenancy service for the host.
 func Module(cfg Config) app.Module {
@@ -86,9 +95,11 @@ func Module(cfg Config) app.Module {
 			return service.New(service.Config{
 				Mail: mail.Config{Host: cfg.SMTP.Host, Port: cfg.SMTP.Port, From: cfg.SMTP.From,
 					Username: cfg.SMTP.Username, Password: cfg.SMTP.Password, TLS: cfg.SMTP.TLS},
-				PublicURL:     cfg.PublicURL,
-				Plans:         cfg.Plans,
-				InvitationTTL: cfg.InvitationTTL,
+				PublicURL:        cfg.PublicURL,
+				Plans:            cfg.Plans,
+				InvitationTTL:    cfg.InvitationTTL,
+				AgentCredentials: cfg.AgentCredentials,
+				PresenceTimeout:  cfg.PresenceTimeout,
 			}, d)
 		},
 	}

@@ -97,12 +97,21 @@ func bootstrapAdmin(ctx context.Context, nc *nats.Conn, dataDir, email, password
 // request calls a service operation as actor and decodes the reply or the
 // service's error.
 func request(ctx context.Context, nc *nats.Conn, subject string, actor events.Actor, in, out any) error {
+	return requestIn(ctx, nc, subject, actor, "", "", in, out)
+}
+
+// requestIn is request acting in org with role (empty: no org).
+func requestIn(ctx context.Context, nc *nats.Conn, subject string, actor events.Actor, org string, role events.Role, in, out any) error {
 	body, err := json.Marshal(in)
 	if err != nil {
 		return err
 	}
 	msg := nats.NewMsg(subject)
 	msg.Data = body
+	if org != "" {
+		msg.Header.Set(events.HeaderOrgID, org)
+		msg.Header.Set(events.HeaderRole, string(role))
+	}
 	msg.Header.Set(events.HeaderActorKind, string(actor.Kind))
 	msg.Header.Set(events.HeaderActorID, actor.ID)
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -120,4 +129,20 @@ func request(ctx context.Context, nc *nats.Conn, subject string, actor events.Ac
 		return &e
 	}
 	return json.Unmarshal(reply.Data, out)
+}
+
+// printEnrollCommand creates a short-lived enrollment token in the admin's
+// org and prints the command that enrolls an agent on this machine. A
+// token per start keeps each one short-lived; it is shown this once.
+func printEnrollCommand(ctx context.Context, nc *nats.Conn, rec *bootstrapRecord, server string, stdout io.Writer) error {
+	var tok events.NewEnrollmentToken
+	err := requestIn(ctx, nc, events.ServiceEndpoint("tenancy", events.OpTenancyCreateEnrollmentToken),
+		events.Actor{Kind: events.ActorUser, ID: rec.AdminID}, rec.OrgID, events.RoleOwner,
+		events.CreateEnrollmentTokenRequest{Name: "infrapilot dev " + time.Now().UTC().Format(time.DateTime), MaxUses: 5, ExpiresIn: "24h"}, &tok)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "  agent      go run ./agent/cmd/infrapilot-agent enroll --server %s --token %s --state-dir ./.infrapilot-agent\n", server, tok.Token)
+	fmt.Fprintf(stdout, "             go run ./agent/cmd/infrapilot-agent run --state-dir ./.infrapilot-agent   (token valid 24h, 5 machines)\n")
+	return nil
 }

@@ -26,6 +26,7 @@ type devFlags struct {
 	leafPort      int
 	pgPort        int
 	clickhouseURL string
+	agentNATSURL  string
 	adminEmail    string
 	adminPassword string
 	logLevel      string
@@ -42,6 +43,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	fs.IntVar(&f.leafPort, "leaf-port", 7422, "NATS leafnode port on 127.0.0.1 that agents dial (-1 picks a free one)")
 	fs.IntVar(&f.pgPort, "pg-port", 5433, "port of the private Postgres on 127.0.0.1 (0 picks a free one)")
 	fs.StringVar(&f.clickhouseURL, "clickhouse-url", "", "ClickHouse native URL (clickhouse://host:9000): the log store and the audit analytics projection; empty: logs in Postgres, no audit projection")
+	fs.StringVar(&f.agentNATSURL, "agent-nats-url", "", "leafnode URL enrolled agents dial (empty: nats-leaf://127.0.0.1:<leaf-port>, for agents on this machine)")
 	fs.StringVar(&f.adminEmail, "admin-email", "admin@infrapilot.local", "e-mail of the first admin, created on the first start of a data dir")
 	fs.StringVar(&f.adminPassword, "admin-password", "", "password of the first admin (empty: generated and printed once)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -49,7 +51,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	fs.Usage = config.Usage(fs, `Usage: infrapilot dev [flags]
 
 Runs all of InfraPilot in one process: an embedded NATS server with JetStream
-(file store in the data dir), a private PostgreSQL started and stopped with
+(file store in the data dir) in operator mode (agents get credentials scoped
+to themselves at enrollment), a private PostgreSQL started and stopped with
 it (trust auth on loopback: for development only), every service, and the
 gateway. Ctrl-C stops everything; a restart on the same data dir keeps all state.`)
 	if err := config.Parse(fs, args, getenv); err != nil {
@@ -93,11 +96,19 @@ gateway. Ctrl-C stops everything; a restart on the same data dir keeps all state
 	start := time.Now()
 	fmt.Fprintf(stdout, "infrapilot %s — data in %s\n", version, dataDir)
 	fmt.Fprintln(stdout, "starting NATS…")
-	hub, err := natsx.StartHub(natsx.HubConfig{Host: "127.0.0.1", Port: f.natsPort, LeafPort: f.leafPort, StoreDir: filepath.Join(dataDir, "nats")})
+	sh, err := startSecuredHub(ctx, dataDir,
+		natsx.HubConfig{Host: "127.0.0.1", Port: f.natsPort, LeafPort: f.leafPort, StoreDir: filepath.Join(dataDir, "nats")},
+		func(h *natsx.Hub) string {
+			if f.agentNATSURL != "" {
+				return f.agentNATSURL
+			}
+			return fmt.Sprintf("nats-leaf://127.0.0.1:%d", h.LeafPort())
+		}, "infrapilot-dev", log)
 	if err != nil {
 		return err
 	}
-	defer hub.Shutdown()
+	defer sh.Close()
+	hub, nc := sh.hub, sh.nc
 
 	fmt.Fprintln(stdout, "starting Postgres…")
 	pgsrv, err := devpg.Start(ctx, devpg.Config{DataDir: filepath.Join(dataDir, "postgres"), Port: f.pgPort, Log: log})
@@ -112,17 +123,16 @@ gateway. Ctrl-C stops everything; a restart on the same data dir keeps all state
 		}
 	}()
 
-	nc, err := natsx.Connect(natsx.ConnConfig{URL: hub.ClientURL(), Name: "infrapilot-dev"}, log)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
 	js, err := natsx.JetStream(nc)
 	if err != nil {
 		return err
 	}
 
-	mods, err := modulesWith(f.withClickHouse())
+	sc := f.withClickHouse()
+	if sh.issuer != nil {
+		sc.agentCreds = sh.issuer
+	}
+	mods, err := modulesWith(sc)
 	if err != nil {
 		return err
 	}
@@ -146,8 +156,14 @@ gateway. Ctrl-C stops everything; a restart on the same data dir keeps all state
 		}
 		fmt.Fprintf(stdout, "  Postgres   %s\n", pgsrv.URL())
 		if has(mods, "auth") && has(mods, "tenancy") {
-			if _, err := bootstrapAdmin(ctx, nc, dataDir, f.adminEmail, f.adminPassword, stdout); err != nil {
+			rec, err := bootstrapAdmin(ctx, nc, dataDir, f.adminEmail, f.adminPassword, stdout)
+			if err != nil {
 				return err
+			}
+			if sh.issuer != nil {
+				if err := printEnrollCommand(ctx, nc, rec, "http://"+gw.Addr(), stdout); err != nil {
+					log.Warn("no enrollment command", "err", err)
+				}
 			}
 		}
 		fmt.Fprintf(stdout, "Press Ctrl-C to stop.\n")

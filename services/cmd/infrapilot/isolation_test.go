@@ -11,19 +11,15 @@ import (
 	"time"
 
 	"github.com/infrapilot/infrapilot/gateway"
-	"github.com/nats-io/nats.go"
 )
 
 var paramRE = regexp.MustCompile(`\{([a-z_]+)\}`)
 
 // gatewayRoutes lists the routes of a gateway configured like the one
 // `infrapilot dev` runs (the same areas are mounted in every gateway).
-func gatewayRoutes(t *testing.T, natsURL string) []gateway.Route {
+func gatewayRoutes(t *testing.T, run *devRun) []gateway.Route {
 	t.Helper()
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc := run.connect(t)
 	defer nc.Close()
 	gw, err := gateway.New(gateway.Config{Addr: "127.0.0.1:0"}, gateway.Deps{NC: nc, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -161,7 +157,7 @@ func TestTenantIsolationSweep(t *testing.T) {
 	c, run := identityDev(t)
 	a := newTenant(c, "alice@a.example.com", "Org Alpha")
 	b := newTenant(c, "bob@b.example.com", "Org Bravo")
-	routes := gatewayRoutes(t, run.natsURL)
+	routes := gatewayRoutes(t, run)
 	if len(routes) < 20 {
 		t.Fatalf("only %d API routes found: %v", len(routes), routes)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/infrapilot/infrapilot/events"
+	"github.com/infrapilot/infrapilot/services/internal/platform/natsauth"
 	"github.com/infrapilot/infrapilot/services/internal/platform/natstest"
 	"github.com/infrapilot/infrapilot/services/internal/platform/natsx"
 	"github.com/jackc/pgx/v5"
@@ -39,9 +40,34 @@ func (s *syncBuffer) String() string {
 
 type devRun struct {
 	natsURL string
+	dataDir string
 	cancel  context.CancelFunc
 	done    chan int
 	out     *syncBuffer
+}
+
+// connect opens a connection to the dev hub as a service would: the hub
+// runs in operator mode, so it needs the service credentials the data
+// dir's keys issue.
+func (r *devRun) connect(t testing.TB) *nats.Conn {
+	t.Helper()
+	keys, err := natsauth.Load(filepath.Join(r.dataDir, natsKeysFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := keys.ServiceCreds("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt, err := natsauth.ConnectOption(creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(r.natsURL, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc
 }
 
 func freePort(t testing.TB) int {
@@ -64,7 +90,7 @@ func startDev(t testing.TB, dataDir string, httpPort, natsPort, pgPort int) *dev
 func startDevArgs(t testing.TB, dataDir string, httpPort, natsPort, pgPort int, extra ...string) *devRun {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &devRun{natsURL: fmt.Sprintf("nats://127.0.0.1:%d", natsPort), cancel: cancel, done: make(chan int, 1), out: &syncBuffer{}}
+	r := &devRun{natsURL: fmt.Sprintf("nats://127.0.0.1:%d", natsPort), dataDir: dataDir, cancel: cancel, done: make(chan int, 1), out: &syncBuffer{}}
 	args := []string{"dev", "--data-dir", dataDir, "--http", fmt.Sprintf("127.0.0.1:%d", httpPort),
 		"--nats-port", fmt.Sprint(natsPort), "--leaf-port", "-1", "--pg-port", fmt.Sprint(pgPort), "--log-level", "warn"}
 	args = append(args, extra...)
@@ -153,10 +179,7 @@ func TestDevStartsStopsCleanlyAndKeepsStateAcrossRestarts(t *testing.T) {
 	ctx := context.Background()
 
 	// Leave state in both stores: an event in JetStream and a row in Postgres.
-	nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", natsPort))
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc := run.connect(t)
 	js, _ := jetstream.New(nc)
 	env, _ := events.New(events.OrgCreated{Name: "Acme", Slug: "acme", Plan: "free"}, events.Aggregate{Type: "org", ID: "o1"},
 		events.Meta{OrgID: "o1", Actor: events.SystemActor("test")})
@@ -183,10 +206,7 @@ func TestDevStartsStopsCleanlyAndKeepsStateAcrossRestarts(t *testing.T) {
 	// Second start on the same data dir (new ports: nothing depends on them).
 	pgPort2 := freePort(t)
 	run = startDev(t, dir, httpPort, natsPort, pgPort2)
-	nc, err = nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", natsPort))
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc = run.connect(t)
 	defer nc.Close()
 	js, _ = jetstream.New(nc)
 	stream, err := js.Stream(ctx, events.DomainStream("tenancy"))

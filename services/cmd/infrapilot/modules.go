@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/infrapilot/infrapilot/services/audit"
 	"github.com/infrapilot/infrapilot/services/auth"
@@ -22,6 +23,10 @@ type serviceConfig struct {
 	smtp          tenancy.SMTP
 	publicURL     string
 	clickhouseURL string
+	agentOffline  time.Duration
+	// agentCreds issues agents' NATS credentials: set by the commands
+	// that run the hub in operator mode, not a flag.
+	agentCreds tenancy.AgentCredentials
 }
 
 func defaultServiceConfig() serviceConfig { return serviceConfig{allowSignup: true} }
@@ -38,6 +43,7 @@ func addServiceFlags(fs *flag.FlagSet, sc *serviceConfig) {
 	fs.StringVar(&sc.smtp.Username, "smtp-username", "", "SMTP user name")
 	fs.StringVar(&sc.smtp.Password, "smtp-password", "", "SMTP password (prefer the environment variable)")
 	fs.StringVar(&sc.smtp.TLS, "smtp-tls", "starttls", "starttls, tls or none")
+	fs.DurationVar(&sc.agentOffline, "agent-offline-after", 20*time.Second, "how long an agent may miss heartbeats (sent every 5s) before it is shown offline")
 }
 
 // modules lists every service this binary can run, in start order. Each
@@ -58,7 +64,7 @@ func modulesWith(sc serviceConfig) ([]app.Module, error) {
 		}
 		authCfg.SealingKey = key
 	}
-	tenancyCfg := tenancy.Config{SMTP: sc.smtp, PublicURL: sc.publicURL}
+	tenancyCfg := tenancy.Config{SMTP: sc.smtp, PublicURL: sc.publicURL, AgentCredentials: sc.agentCreds, PresenceTimeout: sc.agentOffline}
 	return []app.Module{
 		auth.Module(authCfg),
 		tenancy.Module(tenancyCfg),

@@ -98,17 +98,18 @@ func (s *Store) ListMembers(ctx context.Context, orgID string, p Page) ([]events
 func (s *Store) Usage(ctx context.Context, orgID string) (users, agents int, err error) {
 	err = s.Read(ctx, Scope{OrgID: orgID}, func(tx pgx.Tx) error {
 		return tx.QueryRow(ctx, `SELECT (SELECT count(*) FROM memberships WHERE org_id = $1),
-			(SELECT count(*) FROM enrolled_agents WHERE org_id = $1)`, orgID).Scan(&users, &agents)
+			(SELECT count(*) FROM agents WHERE org_id = $1 AND NOT deleted)`, orgID).Scan(&users, &agents)
 	})
 	return users, agents, err
 }
 
-// AgentEnrolled reports whether the machine fingerprint is enrolled in
-// orgID, and how many machines are.
+// AgentEnrolled reports whether the machine fingerprint is a live agent
+// of orgID, and how many live agents it has: what the plan's agent limit
+// is checked against.
 func (s *Store) AgentEnrolled(ctx context.Context, orgID, fingerprint string) (enrolled bool, count int, err error) {
 	err = s.Read(ctx, Scope{OrgID: orgID}, func(tx pgx.Tx) error {
-		return tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM enrolled_agents WHERE org_id = $1 AND fingerprint = $2),
-			(SELECT count(*) FROM enrolled_agents WHERE org_id = $1)`, orgID, fingerprint).Scan(&enrolled, &count)
+		return tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM agents WHERE org_id = $1 AND fingerprint = $2 AND NOT deleted),
+			(SELECT count(*) FROM agents WHERE org_id = $1 AND NOT deleted)`, orgID, fingerprint).Scan(&enrolled, &count)
 	})
 	return enrolled, count, err
 }

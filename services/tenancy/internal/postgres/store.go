@@ -106,6 +106,8 @@ func (s *Store) Version(ctx context.Context, aggType, id string) (uint64, error)
 		q = `SELECT version FROM invitations WHERE id = $1`
 	case events.TenancyAggEnrollmentToken:
 		q = `SELECT version FROM enrollment_tokens WHERE id = $1`
+	case events.TenancyAggAgent:
+		q = `SELECT version FROM agents WHERE id = $1`
 	default:
 		return 0, fmt.Errorf("tenancy: no read model for aggregate %s", aggType)
 	}

@@ -145,7 +145,8 @@ func (s *Service) deleteEnrollmentToken(ctx context.Context, req events.IDReques
 	return events.Empty{}, nil
 }
 
-// useEnrollmentToken spends one use of a token for a machine. The token
+// useEnrollmentToken spends one use of a token for a machine (the first
+// step of enrollAgent). The token
 // names its org (looked up by hash, checked in constant time against the
 // aggregate). Uses are appended on the token's version, so max_uses holds
 // under concurrent enrollments; the org's agent limit is checked against

@@ -45,7 +45,12 @@ func (s *Service) register(d app.Deps) {
 	endpoint.Handle(e, events.OpTenancyListEnrollmentTokens, s.listEnrollmentTokens)
 	endpoint.Handle(e, events.OpTenancyRevokeEnrollmentToken, s.revokeEnrollmentToken)
 	endpoint.Handle(e, events.OpTenancyDeleteEnrollmentToken, s.deleteEnrollmentToken)
-	endpoint.Handle(e, events.OpTenancyUseEnrollmentToken, s.useEnrollmentToken)
+
+	endpoint.Handle(e, events.OpTenancyEnrollAgent, s.enrollAgent)
+	endpoint.Handle(e, events.OpTenancyEnrollStatus, s.enrollStatus)
+	endpoint.Handle(e, events.OpTenancyListAgents, s.listAgents)
+	endpoint.Handle(e, events.OpTenancyGetAgent, s.getAgent)
+	endpoint.Handle(e, events.OpTenancyDeleteAgent, s.deleteAgent)
 }
 
 // createOrg creates an org with its first owner. The gateway's POST /orgs

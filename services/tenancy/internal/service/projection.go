@@ -59,6 +59,12 @@ func (s *Service) project(ctx context.Context, env events.Envelope) (bool, error
 			return false, err
 		}
 		return s.db.SaveEnrollmentToken(ctx, t)
+	case events.TenancyAggAgent:
+		a, err := s.loadAgent(ctx, env.OrgID, env.Aggregate.ID)
+		if err != nil {
+			return false, err
+		}
+		return s.db.SaveAgent(ctx, a)
 	default:
 		// Slug claims have no read model; unknown aggregates belong to a
 		// newer version of this service.

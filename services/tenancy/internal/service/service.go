@@ -41,6 +41,14 @@ type Config struct {
 	// MembershipCacheTTL bounds how long a membership answer is cached
 	// (2s); negative disables the cache.
 	MembershipCacheTTL time.Duration
+	// AgentCredentials issues and revokes agents' NATS credentials; nil:
+	// enrollment answers unavailable.
+	AgentCredentials AgentCredentials
+	// PresenceTimeout is how long an agent may stay silent before it is
+	// offline (20s: four missed heartbeats).
+	PresenceTimeout time.Duration
+	// PresenceFlush is how often heartbeats are written (1s).
+	PresenceFlush time.Duration
 }
 
 // Validate applies defaults and checks the configuration.
@@ -66,6 +74,15 @@ func (c *Config) Validate() error {
 	if c.MembershipCacheTTL == 0 {
 		c.MembershipCacheTTL = 2 * time.Second
 	}
+	if c.PresenceTimeout == 0 {
+		c.PresenceTimeout = 20 * time.Second
+	}
+	if c.PresenceFlush == 0 {
+		c.PresenceFlush = time.Second
+	}
+	if c.PresenceTimeout < 0 || c.PresenceFlush < 0 {
+		return errors.New("tenancy: presence durations must be positive")
+	}
 	if c.InvitationTTL < 0 || c.EnrollmentTokenTTL < 0 || c.ProjectionWait < 0 {
 		return errors.New("tenancy: durations must be positive")
 	}
@@ -83,6 +100,7 @@ type Service struct {
 	now     func() time.Time
 	cache   *membershipCache
 	applied *signal
+	creds   AgentCredentials
 }
 
 // New builds the service on the host's dependencies and registers its
@@ -104,7 +122,7 @@ func New(cfg Config, d app.Deps) (*Service, error) {
 	}
 	s := &Service{
 		cfg: cfg, log: d.Log, nc: d.NC, es: d.Events, db: postgres.New(d.DB), mailer: mailer, now: now,
-		cache: newMembershipCache(cfg.MembershipCacheTTL), applied: newSignal(),
+		cache: newMembershipCache(cfg.MembershipCacheTTL), applied: newSignal(), creds: cfg.AgentCredentials,
 	}
 	s.register(d)
 	if err := s.registerProjection(d); err != nil {
@@ -124,8 +142,10 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("tenancy: subscribe for cache invalidation: %w", err)
 	}
-	<-ctx.Done()
-	_ = sub.Unsubscribe()
+	defer sub.Unsubscribe()
+	if err := s.runPresence(ctx); err != nil {
+		return fmt.Errorf("tenancy: agent presence: %w", err)
+	}
 	return nil
 }
 
