@@ -47,9 +47,9 @@ func MountLogs(api chi.Router, d Deps) {
 }
 
 // MountAgentMetrics registers GET /agents/{id}/metrics, an agent's metric
-// roll-ups. It is not in the gateway's areas yet: until the agent registry
-// answers 404 for a foreign or unknown agent id, it would answer 200 with
-// empty series; the agent routes mount it.
+// roll-ups. It is not an area of its own: MountAgents mounts it behind its
+// agent check, so that a foreign or unknown agent id answers 404 rather
+// than 200 with empty series.
 func MountAgentMetrics(api chi.Router, d Deps) {
 	l := logRoutes{d: d}
 	api.With(authn.Require(events.PermAgentsRead)).Get("/agents/{id}/metrics", l.metrics)

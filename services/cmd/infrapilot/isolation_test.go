@@ -52,6 +52,7 @@ type tenantFixture struct {
 	apiKey    string
 	exportID  string
 	reportID  string
+	agentID   string
 	secrets   []string // strings of this org that must never appear in another org's replies
 }
 
@@ -71,13 +72,16 @@ func newTenant(c *apiClient, email, orgName string) tenantFixture {
 	ex := c.must(201, "POST", api+"/audit/exports", f.access, f.orgID, map[string]any{"format": "jsonl", "from": from, "to": to})
 	rep := c.must(201, "POST", api+"/audit/reports", f.access, f.orgID, map[string]any{"kind": "activity", "from": from, "to": to})
 	f.exportID, f.reportID = ex.str("id"), rep.str("id")
-	for _, v := range []string{f.inviteID, f.enrollID, f.apiKeyID, f.exportID, f.reportID} {
+	ag := c.must(200, "POST", api+"/agents/enroll", "", "", map[string]any{"token": f.enrollTok,
+		"fingerprint": "machine-of-" + f.orgID, "hostname": "host-of-" + f.orgID, "os": "linux", "arch": "amd64", "version": "test"})
+	f.agentID = ag.str("agent_id")
+	for _, v := range []string{f.inviteID, f.enrollID, f.apiKeyID, f.exportID, f.reportID, f.agentID} {
 		if v == "" {
 			c.t.Fatalf("fixture of %s lacks an id: %+v", orgName, f)
 		}
 	}
 	f.secrets = []string{orgName, "member-" + email, "invitee-" + email, "fleet of " + orgName, "key of " + orgName,
-		f.inviteTok, f.enrollTok, f.apiKey, email}
+		f.inviteTok, f.enrollTok, f.apiKey, email, "host-of-" + f.orgID, "machine-of-" + f.orgID, ag.str("credentials")}
 	return f
 }
 
@@ -120,6 +124,12 @@ func idFor(t *testing.T, pattern, param string, b tenantFixture) string {
 		return b.exportID
 	case param == "id" && strings.Contains(pattern, "/audit/reports/"):
 		return b.reportID
+	case param == "id" && strings.HasPrefix(pattern, api+"/agents/"):
+		return b.agentID
+	case param == "cid" && strings.HasPrefix(pattern, api+"/agents/{id}/containers/"):
+		return "web" // B's agent is not running: the registry must answer first
+	case param == "network" && strings.HasPrefix(pattern, api+"/agents/{id}/networks/"):
+		return "bridge"
 	}
 	t.Fatalf("the isolation sweep does not know which resource {%s} of %s names: add it to idFor", param, pattern)
 	return ""
