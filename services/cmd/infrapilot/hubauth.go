@@ -23,11 +23,12 @@ const (
 // credentials enrollment issues, and the system account connection pushes
 // revocations.
 type securedHub struct {
-	hub    *natsx.Hub
-	keys   *natsauth.Keys
-	nc     *nats.Conn // the services' connection (account APP)
-	sys    *nats.Conn // account SYS, for revocation pushes
-	issuer *natsauth.AgentIssuer
+	hub     *natsx.Hub
+	keys    *natsauth.Keys
+	nc      *nats.Conn // the services' connection (account APP)
+	sys     *nats.Conn // account SYS, for revocation pushes
+	revoker *natsauth.Revoker
+	issuer  *natsauth.AgentIssuer
 }
 
 // startSecuredHub starts the hub of dataDir in operator mode (creating
@@ -57,32 +58,54 @@ func startSecuredHub(ctx context.Context, dataDir string, cfg natsx.HubConfig, l
 	if h.nc, err = connectWith(h.hub.ClientURL(), name, svcCreds, log); err != nil {
 		return nil, err
 	}
-	sysCreds, err := keys.SystemCreds()
-	if err != nil {
-		return nil, err
-	}
-	if h.sys, err = connectWith(h.hub.ClientURL(), name+"-system", sysCreds, log); err != nil {
-		return nil, err
-	}
-	js, err := natsx.JetStream(h.nc)
-	if err != nil {
-		return nil, err
-	}
-	rev, err := keys.NewRevoker(ctx, js, h.sys, 1)
-	if err != nil {
-		return nil, err
-	}
-	// Revocations recorded while the server's resolver was behind (a crash
-	// between record and push) are pushed now.
-	if err := rev.Sync(ctx); err != nil {
-		return nil, fmt.Errorf("nats revocations: %w", err)
-	}
+	leaf := ""
 	if h.hub.LeafPort() > 0 {
-		if h.issuer, err = natsauth.NewAgentIssuer(keys, rev, leafURL(h.hub), 0); err != nil {
-			return nil, err
-		}
+		leaf = leafURL(h.hub)
+	}
+	if h.sys, h.revoker, h.issuer, err = issuers(ctx, keys, h.nc, h.hub.ClientURL(), name, 1, leaf, log); err != nil {
+		return nil, err
 	}
 	return h, nil
+}
+
+// issuers connects to the system account and returns the issuer of agent
+// credentials: what a process that runs the tenancy service needs to
+// enroll and delete agents. nc is the process's services connection (its
+// JetStream holds the revocation record); replicas is that bucket's.
+// Revocations recorded while the servers were behind (a crash between
+// record and push) are pushed first.
+func issuers(ctx context.Context, keys *natsauth.Keys, nc *nats.Conn, url, name string, replicas int, leafURL string, log *slog.Logger) (*nats.Conn, *natsauth.Revoker, *natsauth.AgentIssuer, error) {
+	sysCreds, err := keys.SystemCreds()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	sys, err := connectWith(url, name+"-system", sysCreds, log)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	fail := func(err error) (*nats.Conn, *natsauth.Revoker, *natsauth.AgentIssuer, error) {
+		sys.Close()
+		return nil, nil, nil, err
+	}
+	js, err := natsx.JetStream(nc)
+	if err != nil {
+		return fail(err)
+	}
+	rev, err := keys.NewRevoker(ctx, js, sys, replicas)
+	if err != nil {
+		return fail(err)
+	}
+	if err := rev.Sync(ctx); err != nil {
+		return fail(fmt.Errorf("nats revocations: %w", err))
+	}
+	if leafURL == "" {
+		return sys, rev, nil, nil
+	}
+	issuer, err := natsauth.NewAgentIssuer(keys, rev, leafURL, 0)
+	if err != nil {
+		return fail(err)
+	}
+	return sys, rev, issuer, nil
 }
 
 func connectWith(url, name string, creds []byte, log *slog.Logger) (*nats.Conn, error) {

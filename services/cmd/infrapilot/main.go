@@ -23,6 +23,7 @@ Usage:
   infrapilot dev [flags]                 everything in one process on embedded NATS and a private Postgres
   infrapilot run [flags] <service>...    the named services (and/or "gateway") against external NATS/Postgres
   infrapilot migrate [flags] [service...] apply the services' database migrations
+  infrapilot nats-init [flags]           keys, server configuration and credentials of a production NATS
   infrapilot audit verify --file F       verify an audit export offline (no server needed)
   infrapilot version                     print the version
 
@@ -54,6 +55,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, getenv f
 		err = runServices(ctx, args[1:], stdout, stderr, getenv)
 	case "migrate":
 		err = runMigrate(ctx, args[1:], stdout, stderr, getenv)
+	case "nats-init":
+		err = runNATSInit(ctx, args[1:], stdout, stderr, getenv)
 	case "audit":
 		if len(args) < 2 || args[1] != "verify" {
 			fmt.Fprintln(stderr, "usage: infrapilot audit verify --file export.jsonl [--checkpoint FILE --public-key KEY]")

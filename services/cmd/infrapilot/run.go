@@ -13,6 +13,7 @@ import (
 	"github.com/infrapilot/infrapilot/gateway"
 	"github.com/infrapilot/infrapilot/services/internal/platform/app"
 	"github.com/infrapilot/infrapilot/services/internal/platform/config"
+	"github.com/infrapilot/infrapilot/services/internal/platform/natsauth"
 	"github.com/infrapilot/infrapilot/services/internal/platform/natsx"
 	"github.com/infrapilot/infrapilot/services/internal/platform/obs"
 )
@@ -20,6 +21,8 @@ import (
 type runFlags struct {
 	natsURL       string
 	natsCreds     string
+	natsKeys      string
+	agentNATSURL  string
 	pgURL         string
 	clickhouseURL string
 	http          string
@@ -38,6 +41,8 @@ func runServices(ctx context.Context, args []string, stdout, stderr io.Writer, g
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URL(s), comma separated")
 	fs.StringVar(&f.natsCreds, "nats-creds", "", "NATS credentials file (.creds)")
+	fs.StringVar(&f.natsKeys, "nats-keys", "", "natsauth keys file (from `infrapilot nats-init`): lets tenancy issue and revoke agents' NATS credentials; needed where tenancy runs")
+	fs.StringVar(&f.agentNATSURL, "agent-nats-url", "", "leafnode URL enrolled agents dial (tls://hub.example.com:7422); required with --nats-keys")
 	fs.StringVar(&f.pgURL, "pg-url", "", "Postgres URL, e.g. postgres://user:pass@host:5432/infrapilot")
 	fs.StringVar(&f.clickhouseURL, "clickhouse-url", "", "ClickHouse native URL (clickhouse://host:9000): the log store and the audit analytics projection; empty: logs in Postgres, no audit projection")
 	fs.StringVar(&f.http, "http", "127.0.0.1:8080", "gateway address when running \"gateway\"")
@@ -63,13 +68,12 @@ Services: `+serviceNames())
 		fs.Usage()
 		return errUsage
 	}
-	all, err := modulesWith(f.withClickHouse())
-	if err != nil {
+	if _, err := pick(modules(), fs.Args()); err != nil {
 		return err
 	}
-	mods, err := pick(all, fs.Args())
-	if err != nil {
-		return err
+	if f.natsKeys != "" && f.agentNATSURL == "" {
+		fmt.Fprintln(stderr, "infrapilot run: --nats-keys needs --agent-nats-url (the leafnode URL agents dial)")
+		return errUsage
 	}
 	withGateway := false
 	for _, a := range fs.Args() {
@@ -88,6 +92,27 @@ Services: `+serviceNames())
 	}
 	defer nc.Close()
 	js, err := natsx.JetStream(nc)
+	if err != nil {
+		return err
+	}
+	sc := f.withClickHouse()
+	if f.natsKeys != "" {
+		keys, err := natsauth.Load(f.natsKeys)
+		if err != nil {
+			return err
+		}
+		sys, _, issuer, err := issuers(ctx, keys, nc, f.natsURL, "infrapilot-"+f.instance, f.replicas, f.agentNATSURL, log)
+		if err != nil {
+			return err
+		}
+		defer sys.Close()
+		sc.agentCreds = issuer
+	}
+	all, err := modulesWith(sc)
+	if err != nil {
+		return err
+	}
+	mods, err := pick(all, fs.Args())
 	if err != nil {
 		return err
 	}
