@@ -16,7 +16,7 @@ require (
 )
 
 require (
-	github.com/coder/websocket v1.8.15 // indirect
+	github.com/coder/websocket v1.8.15
 	github.com/go-chi/httprate v0.16.1 // indirect
 )
 

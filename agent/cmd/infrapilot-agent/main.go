@@ -1,7 +1,7 @@
 // Command infrapilot-agent runs on a customer's server and connects it to
-// the InfraPilot control plane: `run` (leaf node, outbox, collectors,
-// command handlers), `status`, `version`. Enrollment arrives with the
-// agent issue's control-plane side.
+// the InfraPilot control plane: `enroll` (an enrollment token for scoped
+// NATS credentials), `run` (leaf node, outbox, collectors, command
+// handlers), `status`, `version`.
 package main
 
 import (

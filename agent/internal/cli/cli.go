@@ -1,6 +1,6 @@
-// Package cli is the command line of infrapilot-agent: `run`, `status`,
-// `version` and `help`, each with --help. main wires it (and adds
-// `enroll`) with Main; nothing here calls os.Exit.
+// Package cli is the command line of infrapilot-agent: `enroll`, `run`,
+// `status`, `version` and `help`, each with --help. main wires it with
+// Main; nothing here calls os.Exit.
 package cli
 
 import (
@@ -51,7 +51,7 @@ type Command struct {
 }
 
 // Main runs the command named by args[0] and returns the exit code.
-// Extra commands (enroll) are added to the built-in ones.
+// Extra commands are added to the built-in ones.
 func Main(ctx context.Context, args []string, env Env, extra ...Command) int {
 	if env.Stdout == nil {
 		env.Stdout = os.Stdout
@@ -148,6 +148,7 @@ func StateDirFlag(env Env, fs *flag.FlagSet) *string {
 
 func builtins() []Command {
 	return []Command{
+		{Name: "enroll", Summary: "enroll this machine with InfraPilot (--server, --token)", Run: enrollCmd},
 		{Name: "run", Summary: "run the agent (collectors, commands, outbox to the hub)", Run: runCmd},
 		{Name: "status", Summary: "show whether the agent runs and its link to the hub", Run: statusCmd},
 		{Name: "version", Summary: "print the agent version", Run: versionCmd},
