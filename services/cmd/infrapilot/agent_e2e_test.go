@@ -231,15 +231,33 @@ func TestAgentEndToEnd(t *testing.T) {
 		}
 	})
 
-	t.Run("logs reach the store", func(t *testing.T) {
-		// A marker written to the container's stdout now, found through
-		// the log search.
-		marker := fmt.Sprintf("marker-%d", time.Now().UnixNano())
+	t.Run("logs reach the store and the live tail, in their org only", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
+		auth := &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + tok}, "X-Org-ID": {org}}}
+		marker := fmt.Sprintf("marker-%d", time.Now().UnixNano())
+		tail, _, err := websocket.Dial(ctx, fmt.Sprintf("ws://127.0.0.1:%d%s/logs/stream?agent_id=%s&q=%s", httpPort, api, id, marker), auth)
+		if err != nil {
+			t.Fatalf("live tail: %v", err)
+		}
+		defer tail.CloseNow()
+		tailed := make(chan time.Time, 1)
+		go func() {
+			for {
+				_, data, err := tail.Read(ctx)
+				if err != nil {
+					return
+				}
+				if strings.Contains(string(data), marker) {
+					tailed <- time.Now()
+					return
+				}
+			}
+		}()
+
+		// A marker written to the container's stdout now.
 		u := fmt.Sprintf("ws://127.0.0.1:%d%s/containers/%s/exec?tty=false&cmd=/bin/sh&cmd=-c&cmd=echo+%s+>/proc/1/fd/1", httpPort, base, cid, marker)
-		ws, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPHeader: http.Header{
-			"Authorization": {"Bearer " + tok}, "X-Org-ID": {org}}})
+		ws, _, err := websocket.Dial(ctx, u, auth)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -259,12 +277,31 @@ func TestAgentEndToEnd(t *testing.T) {
 			return nil
 		})
 		t.Logf("a container's line was searchable through the gateway %s after it was written", took.Round(time.Millisecond))
+		select {
+		case at := <-tailed:
+			t.Logf("the live tail had it %s after it was written", at.Sub(written).Round(time.Millisecond))
+		case <-ctx.Done():
+			t.Fatal("the live tail never received the line")
+		}
+
+		// Another org sees none of it.
+		other := register(c, "other@example.com", "Other")
+		r := c.must(200, "GET", api+"/logs?q="+marker, other.access, other.orgID, nil)
+		if strings.Contains(string(r.Raw), marker) {
+			t.Fatalf("another org found the line: %s", r.Raw)
+		}
+		c.must(404, "GET", base+"/containers", other.access, other.orgID, nil)
 	})
 
 	parent := t
 	t.Run("offline and back", func(t *testing.T) {
 		agent.stop(t)
 		waitStatus(t, c, tok, org, id, "offline", 30*time.Second)
+		// While it is away its containers' logs come from the store.
+		r := c.must(200, "GET", base+"/containers/"+cid+"/logs?tail=3", tok, org, nil)
+		if lines, _ := r.Body["lines"].([]any); len(lines) != 3 || r.Header.Get("X-Logs-Source") != "store" {
+			t.Fatalf("logs of an offline agent: %v %s", r.Header, r.Raw)
+		}
 		// Started on the parent test: it must outlive this subtest.
 		agent = startAgent(parent, bin, stateDir, eng.host)
 		waitStatus(t, c, tok, org, id, "online", 30*time.Second)
