@@ -499,3 +499,120 @@ func init() {
 	Catalogue.MustRegister(AuditForwardingUpdated{}, "An org's SIEM destinations changed; the whole new list, with references to the stored secrets, never the secrets.")
 	Catalogue.MustRegister(AuditUserActivityLinked{}, "A user's own platform event (login, failed login, session, MFA) linked into the audit chain of an org the user belongs to.")
 }
+
+// Operations of the audit service's SIEM read credentials: NATS
+// credentials with which a SIEM reads one org's audit chain
+// (AuditChain(org) on StreamAudit) through a durable pull consumer of its
+// own, and nothing else. Served on ServiceEndpoint("audit", op), in the
+// request's org header only. docs/security.md describes what the
+// credentials can and cannot do.
+const (
+	// OpAuditSIEMCredentialsCreate issues a credential, creates its
+	// consumer and records it. Request: AuditSIEMCredentialsRequest.
+	// Reply: AuditSIEMCredentialsIssued (the .creds text is in this reply
+	// only, never stored). Permission: audit:manage. Unavailable when the
+	// control plane's NATS hub does not run in operator mode.
+	OpAuditSIEMCredentialsCreate = "siem_credentials_create"
+	// OpAuditSIEMCredentialsList lists the org's credentials, newest
+	// first, revoked and expired ones included, without any secret.
+	// Request: AuditPageRequest. Reply: List[AuditSIEMCredential].
+	// Permission: audit:manage.
+	OpAuditSIEMCredentialsList = "siem_credentials_list"
+	// OpAuditSIEMCredentialsRevoke revokes a credential (its live
+	// connections are closed) and deletes its consumer. Revoking a revoked
+	// credential again is not an error. Request: AuditIDRequest. Reply:
+	// Empty. Permission: audit:manage.
+	OpAuditSIEMCredentialsRevoke = "siem_credentials_revoke"
+)
+
+// States of a SIEM credential.
+const (
+	AuditSIEMStatusActive  = "active"
+	AuditSIEMStatusExpired = "expired"
+	AuditSIEMStatusRevoked = "revoked"
+)
+
+// AuditSIEMCredentialsRequest is the body of POST
+// /audit/siem-credentials. TTL is a Go duration ("720h") or a number of
+// days ("30d"); absent, 90 days; at most 400 days.
+type AuditSIEMCredentialsRequest struct {
+	Name string `json:"name"`
+	TTL  string `json:"ttl,omitempty"`
+}
+
+// AuditSIEMCredential is a SIEM credential as listed: where and how it
+// reads, never its secret. UserKey is the public nkey of its NATS user
+// (what the servers revoke and log), not a secret.
+type AuditSIEMCredential struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// Status is active, expired or revoked.
+	Status string `json:"status"`
+	// Stream, Consumer and Subject are what the SIEM reads: the durable
+	// pull consumer Consumer on stream AUDIT, filtered to Subject (the
+	// org's chain).
+	Stream   string `json:"stream"`
+	Consumer string `json:"consumer"`
+	Subject  string `json:"subject"`
+	// InboxPrefix is the only inbox the credential may receive on; the
+	// SIEM's NATS client must use it as its inbox prefix.
+	InboxPrefix string `json:"inbox_prefix"`
+	UserKey     string `json:"user_key"`
+	CreatedBy   string `json:"created_by,omitempty"`
+	CreatedAt   string `json:"created_at"`
+	ExpiresAt   string `json:"expires_at"`
+	RevokedBy   string `json:"revoked_by,omitempty"`
+	RevokedAt   string `json:"revoked_at,omitempty"`
+}
+
+// AuditSIEMCredentialsIssued is the reply of OpAuditSIEMCredentialsCreate:
+// the credential, the NATS URL to connect to, and the .creds file. The
+// .creds text is shown once: InfraPilot does not keep it.
+type AuditSIEMCredentialsIssued struct {
+	AuditSIEMCredential
+	NATSURL     string `json:"nats_url"`
+	Credentials string `json:"credentials"`
+}
+
+// AuditAggSIEMCredential is one SIEM read credential: ("siem_credential",
+// credential id) in its org, on stream AUDIT under "audit.evt.>".
+const AuditAggSIEMCredential = "siem_credential"
+
+// AuditSIEMCredentialCreated is emitted when a SIEM read credential is
+// issued for an org. It names the credential's NATS user by its public key
+// only; the credential itself is never in an event. The aggregate is
+// (AuditAggSIEMCredential, credential id).
+type AuditSIEMCredentialCreated struct {
+	Name        string `json:"name"`
+	UserKey     string `json:"user_key"`
+	Consumer    string `json:"consumer"`
+	Subject     string `json:"subject"`
+	InboxPrefix string `json:"inbox_prefix"`
+	// ExpiresAt is when the NATS servers stop accepting the credential
+	// (RFC 3339).
+	ExpiresAt string `json:"expires_at"`
+}
+
+// EventType implements Payload.
+func (AuditSIEMCredentialCreated) EventType() string { return "audit.siem_credential.created" }
+
+// EventVersion implements Payload.
+func (AuditSIEMCredentialCreated) EventVersion() int { return 1 }
+
+// AuditSIEMCredentialRevoked is emitted when a SIEM read credential has
+// been revoked at the NATS servers and its consumer deleted.
+type AuditSIEMCredentialRevoked struct {
+	UserKey  string `json:"user_key"`
+	Consumer string `json:"consumer"`
+}
+
+// EventType implements Payload.
+func (AuditSIEMCredentialRevoked) EventType() string { return "audit.siem_credential.revoked" }
+
+// EventVersion implements Payload.
+func (AuditSIEMCredentialRevoked) EventVersion() int { return 1 }
+
+func init() {
+	Catalogue.MustRegister(AuditSIEMCredentialCreated{}, "Read-only NATS credentials to an org's audit chain were issued for a SIEM; the user's public key, never the credentials.")
+	Catalogue.MustRegister(AuditSIEMCredentialRevoked{}, "A SIEM's read credentials to an org's audit chain were revoked (connections closed) and its consumer deleted.")
+}

@@ -5,7 +5,8 @@
 // configuration requests. It also runs exports and compliance reports
 // (stored in JetStream object store buckets), forwards each org's chain to
 // its SIEM destinations, prunes the projections by each org's retention
-// period, and links users' own sign-in events into their orgs' chains.
+// period, links users' own sign-in events into their orgs' chains, and
+// issues SIEMs read-only NATS credentials to their org's chain.
 //
 // The chain rule and the verification procedure are documented for third
 // parties in docs/audit.md.
@@ -32,6 +33,7 @@ import (
 	"github.com/infrapilot/infrapilot/services/audit/internal/projection"
 	"github.com/infrapilot/infrapilot/services/audit/internal/reports"
 	"github.com/infrapilot/infrapilot/services/audit/internal/retention"
+	"github.com/infrapilot/infrapilot/services/audit/internal/siemcreds"
 	"github.com/infrapilot/infrapilot/services/audit/internal/store"
 	"github.com/infrapilot/infrapilot/services/audit/internal/verify"
 	"github.com/infrapilot/infrapilot/services/internal/platform/app"
@@ -74,7 +76,18 @@ type Config struct {
 	// Activity tunes the linking of users' sign-in events into their
 	// orgs' chains.
 	Activity activity.Config
+	// SIEMCredentials issues the read-only NATS credentials of POST
+	// /audit/siem-credentials (natsauth.NewSIEMIssuer). Nil when the hub
+	// does not run in operator mode: those operations then answer
+	// unavailable.
+	SIEMCredentials SIEMIssuer
+	// SIEM tunes the SIEM credentials (default lifetime, cap per org).
+	SIEM siemcreds.Config
 }
+
+// SIEMIssuer issues and revokes SIEMs' read-only NATS credentials to one
+// org's audit chain, and names the NATS URL they connect to.
+type SIEMIssuer = siemcreds.Issuer
 
 // Module returns the audit service's module for the host.
 func Module(cfg Config) app.Module {
@@ -142,6 +155,11 @@ func New(cfg Config, d app.Deps) (*Service, error) {
 	}
 	act := activity.New(cfg.Activity, activity.Deps{JS: d.JS, DB: d.DB, Events: d.Events, Seen: st.HasEvent, Log: d.Log})
 	if err := act.Register(d.Router); err != nil {
+		return nil, err
+	}
+	siem := siemcreds.New(cfg.SIEM, siemcreds.Deps{JS: d.JS, DB: d.DB, Events: d.Events, Issuer: cfg.SIEMCredentials,
+		Log: d.Log, Now: d.Now})
+	if err := siem.Register(d.Endpoints, d.Router); err != nil {
 		return nil, err
 	}
 	ret := retention.New(cfg.Retention, retention.Deps{DB: d.DB, Store: st, Events: d.Events, Archiver: ex,

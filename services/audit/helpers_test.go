@@ -21,6 +21,7 @@ import (
 	"github.com/infrapilot/infrapilot/services/audit/internal/forward"
 	"github.com/infrapilot/infrapilot/services/audit/internal/forwarding"
 	"github.com/infrapilot/infrapilot/services/audit/internal/projection"
+	"github.com/infrapilot/infrapilot/services/audit/internal/siemcreds"
 	"github.com/infrapilot/infrapilot/services/internal/platform/app"
 	"github.com/infrapilot/infrapilot/services/internal/platform/natstest"
 	"github.com/infrapilot/infrapilot/services/internal/platform/natsx"
@@ -52,6 +53,10 @@ type env struct {
 	pgURL string
 	db    *pgxpool.Pool // the audit schema, as the service sees it
 	admin *pgxpool.Pool // superuser on the same database, public schema
+	// hostURL and hostOpts, when set, are where and how hosts connect
+	// instead of srv (a hub in operator mode needs credentials).
+	hostURL  string
+	hostOpts []nats.Option
 }
 
 func newEnv(t *testing.T) *env {
@@ -88,7 +93,11 @@ type host struct {
 // own, so a test can cut it off. It returns once the host is ready.
 func (e *env) startHost(cfg audit.Config, name string) *host {
 	e.t.Helper()
-	nc, err := natsx.Connect(natsx.ConnConfig{URL: e.srv.URL(), Name: name}, slog.New(slog.DiscardHandler))
+	url := e.hostURL
+	if url == "" {
+		url = e.srv.URL()
+	}
+	nc, err := natsx.Connect(natsx.ConnConfig{URL: url, Name: name, Options: e.hostOpts}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -154,7 +163,7 @@ func (e *env) waitConsumers() {
 	names := map[string]string{"audit_projection": events.StreamAudit, "audit_config_projection": events.StreamAudit,
 		"audit_exports_projection": events.StreamAudit, "audit_reports_projection": events.StreamAudit,
 		exports.WorkerDurable: events.StreamAudit, activity.MembershipsDurable: events.DomainStream("tenancy"),
-		activity.LinkerDurable: events.DomainStream("auth")}
+		activity.LinkerDurable: events.DomainStream("auth"), siemcreds.ProjectionDurable: events.StreamAudit}
 	for _, src := range chain.DefaultSources() {
 		names[src.Durable] = src.Stream
 	}

@@ -21,10 +21,11 @@ import (
 // MountAudit registers API.md's audit routes: the log with filters and
 // cursor pagination, verification, checkpoints, the public key, the
 // configuration (retention and SIEM destinations), exports, compliance
-// reports and the SIEM forwarding test. Everything acts in the request's
-// org (the service takes it from the headers, never from the query or the
-// body); reading, exporting and reports need audit:read, changing the
-// configuration and testing a destination audit:manage. Query parameters
+// reports, the SIEM forwarding test and SIEM read credentials. Everything
+// acts in the request's org (the service takes it from the headers, never
+// from the query or the body); reading, exporting and reports need
+// audit:read, changing the configuration, testing a destination and SIEM
+// credentials audit:manage. Query parameters
 // are checked here, so that a malformed one is a 400 with a field error
 // before any service is asked.
 //
@@ -56,6 +57,9 @@ func MountAudit(api chi.Router, d Deps) {
 	manage := api.With(authn.Require(events.PermAuditManage))
 	manage.Put("/audit/config", a.putConfig)
 	manage.Post("/audit/forwarding/test", a.testForwarding)
+	manage.Post("/audit/siem-credentials", a.createSIEMCredentials)
+	manage.Get("/audit/siem-credentials", a.listSIEMCredentials)
+	manage.Delete("/audit/siem-credentials/{id}", a.revokeSIEMCredentials)
 }
 
 type auditRoutes struct {
@@ -206,6 +210,33 @@ func (a auditRoutes) putConfig(w http.ResponseWriter, r *http.Request) {
 
 func (a auditRoutes) testForwarding(w http.ResponseWriter, r *http.Request) {
 	auditBody[events.AuditForwardingTestRequest, events.RawJSON](a, w, r, events.OpAuditForwardingTest, http.StatusOK)
+}
+
+// createSIEMCredentials answers POST /audit/siem-credentials. The reply
+// holds the only copy of the credentials, so no cache may keep it.
+func (a auditRoutes) createSIEMCredentials(w http.ResponseWriter, r *http.Request) {
+	var req events.AuditSIEMCredentialsRequest
+	if err := httpapi.Decode(r, &req); err != nil {
+		httpapi.Error(w, r, err)
+		return
+	}
+	resp, err := natsreq.Call[events.AuditSIEMCredentialsRequest, events.RawJSON](r.Context(), a.d.NC,
+		events.ServiceEndpoint("audit", events.OpAuditSIEMCredentialsCreate), req)
+	if err != nil {
+		httpapi.Error(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	httpapi.JSON(w, r, http.StatusCreated, resp)
+}
+
+func (a auditRoutes) listSIEMCredentials(w http.ResponseWriter, r *http.Request) {
+	a.page(w, r, events.OpAuditSIEMCredentialsList)
+}
+
+func (a auditRoutes) revokeSIEMCredentials(w http.ResponseWriter, r *http.Request) {
+	auditCallStatus[events.AuditIDRequest, events.Empty](a, w, r, events.OpAuditSIEMCredentialsRevoke,
+		events.AuditIDRequest{ID: chi.URLParam(r, "id")}, http.StatusNoContent)
 }
 
 func (a auditRoutes) page(w http.ResponseWriter, r *http.Request, op string) {

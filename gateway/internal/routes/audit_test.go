@@ -56,7 +56,8 @@ func auditServer(t *testing.T) (*httptest.Server, *auditStub) {
 	stub := &auditStub{}
 	ops := map[string]micro.HandlerFunc{}
 	for _, op := range []string{events.OpAuditList, events.OpAuditVerify, events.OpAuditCheckpoints, events.OpAuditPublicKey,
-		events.OpAuditGetConfig, events.OpAuditPutConfig} {
+		events.OpAuditGetConfig, events.OpAuditPutConfig, events.OpAuditSIEMCredentialsCreate, events.OpAuditSIEMCredentialsList,
+		events.OpAuditSIEMCredentialsRevoke} {
 		ops[op] = func(r micro.Request) {
 			var body map[string]any
 			_ = json.Unmarshal(r.Data(), &body)
@@ -86,6 +87,13 @@ func auditServer(t *testing.T) (*httptest.Server, *auditStub) {
 
 func auditDo(t *testing.T, srv *httptest.Server, role, method, path, body string) (int, string) {
 	t.Helper()
+	code, _, b := auditDoHeader(t, srv, role, method, path, body)
+	return code, b
+}
+
+// auditDoHeader is auditDo that also returns the response headers.
+func auditDoHeader(t *testing.T, srv *httptest.Server, role, method, path, body string) (int, http.Header, string) {
+	t.Helper()
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
@@ -105,7 +113,7 @@ func auditDo(t *testing.T, srv *httptest.Server, role, method, path, body string
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return resp.StatusCode, resp.Header, string(b)
 }
 
 func TestAuditRoutes(t *testing.T) {
@@ -158,6 +166,60 @@ func TestAuditRoutes(t *testing.T) {
 		{"admin", "GET", "/audit/checkpoints?limit=x", "", 400, "limit"},
 		{"admin", "PUT", "/audit/config", `{"retention_days":30,"org_id":"other"}`, 400, "org_id"},
 		{"admin", "PUT", "/audit/config", `{"retention_days":`, 400, ""},
+	} {
+		code, body := auditDo(t, srv, c.role, c.method, c.path, c.body)
+		if code != c.want || !strings.Contains(body, c.field) {
+			t.Errorf("%s %s as %q: %d %s", c.method, c.path, c.role, code, body)
+		}
+	}
+	if stub.count() != calls {
+		t.Fatalf("refused requests reached the service: %d calls, want %d", stub.count(), calls)
+	}
+}
+
+// TestAuditSIEMCredentialRoutes: creating SIEM credentials answers 201
+// with Cache-Control: no-store (the reply is the only copy of the
+// secret), listing pages, revoking answers 204 with the id from the path;
+// all of it needs audit:manage, and malformed requests never reach the
+// service.
+func TestAuditSIEMCredentialRoutes(t *testing.T) {
+	srv, stub := auditServer(t)
+
+	code, h, body := auditDoHeader(t, srv, "admin", "POST", "/audit/siem-credentials", `{"name":"splunk","ttl":"720h"}`)
+	if code != http.StatusCreated || h.Get("Cache-Control") != "no-store" || !strings.Contains(body, events.OpAuditSIEMCredentialsCreate) {
+		t.Fatalf("create: %d %v %s", code, h, body)
+	}
+	if got := stub.last(t); got.op != events.OpAuditSIEMCredentialsCreate || got.org != "org1" || got.role != "admin" ||
+		got.body["name"] != "splunk" || got.body["ttl"] != "720h" {
+		t.Fatalf("create request: %+v", got)
+	}
+	code, body = auditDo(t, srv, "owner", "GET", "/audit/siem-credentials?limit=5&cursor=c1", "")
+	if got := stub.last(t); code != 200 || !strings.Contains(body, events.OpAuditSIEMCredentialsList) ||
+		got.op != events.OpAuditSIEMCredentialsList || got.body["limit"] != float64(5) || got.body["cursor"] != "c1" {
+		t.Fatalf("list: %d %s %+v", code, body, got)
+	}
+	code, body = auditDo(t, srv, "admin", "DELETE", "/audit/siem-credentials/abc123", "")
+	if got := stub.last(t); code != http.StatusNoContent || body != "" || got.op != events.OpAuditSIEMCredentialsRevoke ||
+		got.body["id"] != "abc123" || got.org != "org1" {
+		t.Fatalf("revoke: %d %q %+v", code, body, got)
+	}
+
+	calls := stub.count()
+	for _, c := range []struct {
+		role, method, path, body string
+		want                     int
+		field                    string
+	}{
+		{"", "POST", "/audit/siem-credentials", `{"name":"s"}`, 401, ""},
+		{"viewer", "POST", "/audit/siem-credentials", `{"name":"s"}`, 403, ""},
+		{"operator", "POST", "/audit/siem-credentials", `{"name":"s"}`, 403, ""},
+		{"viewer", "GET", "/audit/siem-credentials", "", 403, ""},
+		{"operator", "GET", "/audit/siem-credentials", "", 403, ""},
+		{"operator", "DELETE", "/audit/siem-credentials/abc123", "", 403, ""},
+		{"viewer", "DELETE", "/audit/siem-credentials/abc123", "", 403, ""},
+		{"admin", "POST", "/audit/siem-credentials", `{"name":"s","org_id":"other"}`, 400, "org_id"},
+		{"admin", "POST", "/audit/siem-credentials", `{"name":`, 400, ""},
+		{"admin", "GET", "/audit/siem-credentials?limit=0", "", 400, "limit"},
 	} {
 		code, body := auditDo(t, srv, c.role, c.method, c.path, c.body)
 		if code != c.want || !strings.Contains(body, c.field) {

@@ -14,6 +14,7 @@ import (
 	"github.com/infrapilot/infrapilot/gateway"
 	"github.com/infrapilot/infrapilot/services/internal/platform/app"
 	"github.com/infrapilot/infrapilot/services/internal/platform/config"
+	"github.com/infrapilot/infrapilot/services/internal/platform/natsauth"
 	"github.com/infrapilot/infrapilot/services/internal/platform/natsx"
 	"github.com/infrapilot/infrapilot/services/internal/platform/obs"
 	"github.com/infrapilot/infrapilot/services/internal/platform/pg/devpg"
@@ -132,6 +133,11 @@ gateway. Ctrl-C stops everything; a restart on the same data dir keeps all state
 	if sh.issuer != nil {
 		sc.agentCreds = sh.issuer
 	}
+	siemCreds, err := natsauth.NewSIEMIssuer(sh.keys, sh.revoker, hub.ClientURL())
+	if err != nil {
+		return err
+	}
+	sc.siemCreds = siemCreds
 	mods, err := modulesWith(sc)
 	if err != nil {
 		return err

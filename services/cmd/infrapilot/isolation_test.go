@@ -53,6 +53,7 @@ type tenantFixture struct {
 	exportID  string
 	reportID  string
 	agentID   string
+	siemID    string
 	secrets   []string // strings of this org that must never appear in another org's replies
 }
 
@@ -72,16 +73,19 @@ func newTenant(c *apiClient, email, orgName string) tenantFixture {
 	ex := c.must(201, "POST", api+"/audit/exports", f.access, f.orgID, map[string]any{"format": "jsonl", "from": from, "to": to})
 	rep := c.must(201, "POST", api+"/audit/reports", f.access, f.orgID, map[string]any{"kind": "activity", "from": from, "to": to})
 	f.exportID, f.reportID = ex.str("id"), rep.str("id")
+	siem := c.must(201, "POST", api+"/audit/siem-credentials", f.access, f.orgID, map[string]any{"name": "siem of " + orgName})
+	f.siemID = siem.str("id")
 	ag := c.must(200, "POST", api+"/agents/enroll", "", "", map[string]any{"token": f.enrollTok,
 		"fingerprint": "machine-of-" + f.orgID, "hostname": "host-of-" + f.orgID, "os": "linux", "arch": "amd64", "version": "test"})
 	f.agentID = ag.str("agent_id")
-	for _, v := range []string{f.inviteID, f.enrollID, f.apiKeyID, f.exportID, f.reportID, f.agentID} {
+	for _, v := range []string{f.inviteID, f.enrollID, f.apiKeyID, f.exportID, f.reportID, f.agentID, f.siemID} {
 		if v == "" {
 			c.t.Fatalf("fixture of %s lacks an id: %+v", orgName, f)
 		}
 	}
 	f.secrets = []string{orgName, "member-" + email, "invitee-" + email, "fleet of " + orgName, "key of " + orgName,
-		f.inviteTok, f.enrollTok, f.apiKey, email, "host-of-" + f.orgID, "machine-of-" + f.orgID, ag.str("credentials")}
+		f.inviteTok, f.enrollTok, f.apiKey, email, "host-of-" + f.orgID, "machine-of-" + f.orgID, ag.str("credentials"),
+		"siem of " + orgName, siem.str("credentials"), f.siemID}
 	return f
 }
 
@@ -124,6 +128,8 @@ func idFor(t *testing.T, pattern, param string, b tenantFixture) string {
 		return b.exportID
 	case param == "id" && strings.Contains(pattern, "/audit/reports/"):
 		return b.reportID
+	case param == "id" && strings.Contains(pattern, "/audit/siem-credentials/"):
+		return b.siemID
 	case param == "id" && strings.HasPrefix(pattern, api+"/agents/"):
 		return b.agentID
 	case param == "cid" && strings.HasPrefix(pattern, api+"/agents/{id}/containers/"):

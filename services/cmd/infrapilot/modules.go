@@ -27,6 +27,10 @@ type serviceConfig struct {
 	// agentCreds issues agents' NATS credentials: set by the commands
 	// that run the hub in operator mode, not a flag.
 	agentCreds tenancy.AgentCredentials
+	// siemCreds issues SIEMs' read-only NATS credentials to their org's
+	// audit chain: set, like agentCreds, by the commands that run the hub
+	// in operator mode.
+	siemCreds audit.SIEMIssuer
 }
 
 func defaultServiceConfig() serviceConfig { return serviceConfig{allowSignup: true} }
@@ -68,7 +72,7 @@ func modulesWith(sc serviceConfig) ([]app.Module, error) {
 	return []app.Module{
 		auth.Module(authCfg),
 		tenancy.Module(tenancyCfg),
-		audit.Module(audit.Config{ClickHouseURL: sc.clickhouseURL}),
+		audit.Module(audit.Config{ClickHouseURL: sc.clickhouseURL, SIEMCredentials: sc.siemCreds}),
 		logingest.Module(logingest.Config{ClickHouseURL: sc.clickhouseURL}),
 	}, nil
 }

@@ -23,6 +23,7 @@ type runFlags struct {
 	natsCreds     string
 	natsKeys      string
 	agentNATSURL  string
+	siemNATSURL   string
 	pgURL         string
 	clickhouseURL string
 	http          string
@@ -43,6 +44,7 @@ func runServices(ctx context.Context, args []string, stdout, stderr io.Writer, g
 	fs.StringVar(&f.natsCreds, "nats-creds", "", "NATS credentials file (.creds)")
 	fs.StringVar(&f.natsKeys, "nats-keys", "", "natsauth keys file (from `infrapilot nats-init`): lets tenancy issue and revoke agents' NATS credentials; needed where tenancy runs")
 	fs.StringVar(&f.agentNATSURL, "agent-nats-url", "", "leafnode URL enrolled agents dial (tls://hub.example.com:7422); required with --nats-keys")
+	fs.StringVar(&f.siemNATSURL, "siem-nats-url", "", "client URL SIEMs connect to with their read-only credentials (default: the first --nats-url)")
 	fs.StringVar(&f.pgURL, "pg-url", "", "Postgres URL, e.g. postgres://user:pass@host:5432/infrapilot")
 	fs.StringVar(&f.clickhouseURL, "clickhouse-url", "", "ClickHouse native URL (clickhouse://host:9000): the log store and the audit analytics projection; empty: logs in Postgres, no audit projection")
 	fs.StringVar(&f.http, "http", "127.0.0.1:8080", "gateway address when running \"gateway\"")
@@ -101,12 +103,19 @@ Services: `+serviceNames())
 		if err != nil {
 			return err
 		}
-		sys, _, issuer, err := issuers(ctx, keys, nc, f.natsURL, "infrapilot-"+f.instance, f.replicas, f.agentNATSURL, log)
+		sys, rev, issuer, err := issuers(ctx, keys, nc, f.natsURL, "infrapilot-"+f.instance, f.replicas, f.agentNATSURL, log)
 		if err != nil {
 			return err
 		}
 		defer sys.Close()
 		sc.agentCreds = issuer
+		siemURL := f.siemNATSURL
+		if siemURL == "" {
+			siemURL = strings.Split(f.natsURL, ",")[0]
+		}
+		if sc.siemCreds, err = natsauth.NewSIEMIssuer(keys, rev, siemURL); err != nil {
+			return err
+		}
 	}
 	all, err := modulesWith(sc)
 	if err != nil {
