@@ -14,6 +14,7 @@ import (
 	"github.com/infrapilot/infrapilot/gateway"
 	"github.com/infrapilot/infrapilot/services/internal/platform/app"
 	"github.com/infrapilot/infrapilot/services/internal/platform/config"
+	"github.com/infrapilot/infrapilot/services/internal/platform/devch"
 	"github.com/infrapilot/infrapilot/services/internal/platform/natsauth"
 	"github.com/infrapilot/infrapilot/services/internal/platform/natsx"
 	"github.com/infrapilot/infrapilot/services/internal/platform/obs"
@@ -27,6 +28,7 @@ type devFlags struct {
 	leafPort      int
 	pgPort        int
 	clickhouseURL string
+	noClickHouse  bool
 	agentNATSURL  string
 	adminEmail    string
 	adminPassword string
@@ -43,7 +45,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	fs.IntVar(&f.natsPort, "nats-port", 4222, "NATS client port on 127.0.0.1 (0 picks a free one)")
 	fs.IntVar(&f.leafPort, "leaf-port", 7422, "NATS leafnode port on 127.0.0.1 that agents dial (-1 picks a free one)")
 	fs.IntVar(&f.pgPort, "pg-port", 5433, "port of the private Postgres on 127.0.0.1 (0 picks a free one)")
-	fs.StringVar(&f.clickhouseURL, "clickhouse-url", "", "ClickHouse native URL (clickhouse://host:9000): the log store and the audit analytics projection; empty: logs in Postgres, no audit projection")
+	fs.StringVar(&f.clickhouseURL, "clickhouse-url", "", "ClickHouse native URL (clickhouse://host:9000): the log store and the audit analytics projection; empty: a private ClickHouse when clickhouse-server is installed, else logs in Postgres and no audit projection")
+	fs.BoolVar(&f.noClickHouse, "no-clickhouse", false, "do not start the private ClickHouse even when clickhouse-server is installed: logs in Postgres, no audit projection")
 	fs.StringVar(&f.agentNATSURL, "agent-nats-url", "", "leafnode URL enrolled agents dial (empty: nats-leaf://127.0.0.1:<leaf-port>, for agents on this machine)")
 	fs.StringVar(&f.adminEmail, "admin-email", "admin@infrapilot.local", "e-mail of the first admin, created on the first start of a data dir")
 	fs.StringVar(&f.adminPassword, "admin-password", "", "password of the first admin (empty: generated and printed once)")
@@ -54,7 +57,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 Runs all of InfraPilot in one process: an embedded NATS server with JetStream
 (file store in the data dir) in operator mode (agents get credentials scoped
 to themselves at enrollment), a private PostgreSQL started and stopped with
-it (trust auth on loopback: for development only), every service, and the
+it (trust auth on loopback: for development only), a private ClickHouse the
+same way when clickhouse-server is installed (no password, loopback only;
+--no-clickhouse or --clickhouse-url to opt out), every service, and the
 gateway. Ctrl-C stops everything; a restart on the same data dir keeps all state.`)
 	if err := config.Parse(fs, args, getenv); err != nil {
 		return err
@@ -124,6 +129,24 @@ gateway. Ctrl-C stops everything; a restart on the same data dir keeps all state
 		}
 	}()
 
+	if f.clickhouseURL == "" && !f.noClickHouse {
+		if bin, ok := devch.Find(); ok {
+			fmt.Fprintln(stdout, "starting ClickHouse…")
+			chsrv, err := devch.Start(ctx, devch.Config{DataDir: filepath.Join(dataDir, "clickhouse"), Binary: bin, Log: log})
+			if err != nil {
+				return err
+			}
+			defer func() {
+				sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				if err := chsrv.Stop(sctx); err != nil {
+					log.Error("stopping clickhouse", "err", err)
+				}
+			}()
+			f.clickhouseURL = chsrv.URL()
+		}
+	}
+
 	js, err := natsx.JetStream(nc)
 	if err != nil {
 		return err
@@ -161,6 +184,9 @@ gateway. Ctrl-C stops everything; a restart on the same data dir keeps all state
 			fmt.Fprintf(stdout, "  leafnodes  nats-leaf://127.0.0.1:%d (agents dial this)\n", hub.LeafPort())
 		}
 		fmt.Fprintf(stdout, "  Postgres   %s\n", pgsrv.URL())
+		if f.clickhouseURL != "" {
+			fmt.Fprintf(stdout, "  ClickHouse %s\n", f.clickhouseURL)
+		}
 		if has(mods, "auth") && has(mods, "tenancy") {
 			rec, err := bootstrapAdmin(ctx, nc, dataDir, f.adminEmail, f.adminPassword, stdout)
 			if err != nil {

@@ -92,7 +92,10 @@ func startDevArgs(t testing.TB, dataDir string, httpPort, natsPort, pgPort int, 
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &devRun{natsURL: fmt.Sprintf("nats://127.0.0.1:%d", natsPort), dataDir: dataDir, cancel: cancel, done: make(chan int, 1), out: &syncBuffer{}}
 	args := []string{"dev", "--data-dir", dataDir, "--http", fmt.Sprintf("127.0.0.1:%d", httpPort),
-		"--nats-port", fmt.Sprint(natsPort), "--leaf-port", "-1", "--pg-port", fmt.Sprint(pgPort), "--log-level", "warn"}
+		"--nats-port", fmt.Sprint(natsPort), "--leaf-port", "-1", "--pg-port", fmt.Sprint(pgPort), "--log-level", "warn",
+		// Postgres-only: the private ClickHouse is covered by devch's tests
+		// and TestBinaryDevStopsOnSignal, which runs dev with its defaults.
+		"--no-clickhouse"}
 	args = append(args, extra...)
 	began := time.Now()
 	go func() { r.done <- Main(ctx, args, r.out, r.out, func(string) string { return "" }) }()
