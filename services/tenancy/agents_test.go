@@ -181,7 +181,8 @@ func TestAgentPresenceFromHeartbeats(t *testing.T) {
 		return a
 	}
 
-	// Heartbeats naming the agent under another org change nothing.
+	// Heartbeats naming the agent under another org change nothing. An
+	// absence cannot be polled for: beat across several presence flushes.
 	for range 3 {
 		beat(other.org)
 		time.Sleep(400 * time.Millisecond)

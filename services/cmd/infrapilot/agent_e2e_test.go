@@ -326,7 +326,8 @@ func TestAgentEndToEnd(t *testing.T) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		// It keeps trying and is refused every time.
+		// It keeps trying and is refused every time. An absence cannot be
+		// polled for: watch for several of the agent's reconnect attempts.
 		time.Sleep(3 * time.Second)
 		if up, _ := agentStatus(t, stateDir)["link_up"].(bool); up {
 			t.Fatalf("deleted agent reconnected:\n%s", agent.out.String())
@@ -349,6 +350,7 @@ func TestAgentEndToEnd(t *testing.T) {
 			}
 		}
 		expired := newToken(map[string]any{"name": "short", "expires_in": "1s"})
+		// dev runs on the real clock: let the 1 s token expire.
 		time.Sleep(1200 * time.Millisecond)
 		expect(enroll(expired, "fp-expired"), http.StatusConflict, "expired")
 
