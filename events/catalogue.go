@@ -33,6 +33,7 @@ func Markdown(r *Registry) string {
 		{"agent Docker/nginx events", AgentEvents("<org>", "<agent>")},
 		{"commands to one agent", AgentCommand("<org>", "<agent>", "<op>")},
 		{"an agent's private inbox prefix", AgentInbox("<org>", "<agent>")},
+		{"an agent asks for its desired nginx state", AgentDesiredRequest("<org>", "<agent>")},
 		{"desired nginx state of one agent (KV key)", BucketAgentDesired + ": " + AgentDesiredKey("<org>", "<agent>")},
 		{"audit chain", AuditChain("<org>")},
 		{"audit checkpoints", AuditCheckpoint("<org>")},

@@ -187,6 +187,20 @@ gateway. Ctrl-C stops everything; a restart on the same data dir keeps all state
 		if f.clickhouseURL != "" {
 			fmt.Fprintf(stdout, "  ClickHouse %s\n", f.clickhouseURL)
 		}
+		creds, err := sh.keys.ServiceCreds("tools")
+		if err != nil {
+			return err
+		}
+		info := devInfo{PID: os.Getpid(), StartedAt: start.UTC(), Version: version, APIURL: "http://" + gw.Addr() + "/api/v1",
+			NATSURL: hub.ClientURL(), PostgresURL: pgsrv.URL(), ClickHouseURL: f.clickhouseURL, AdminEmail: f.adminEmail}
+		if hub.LeafPort() > 0 {
+			info.LeafURL = fmt.Sprintf("nats-leaf://127.0.0.1:%d", hub.LeafPort())
+		}
+		removeInfo, err := writeDevInfo(dataDir, info, creds)
+		if err != nil {
+			return err
+		}
+		context.AfterFunc(ctx, removeInfo)
 		if has(mods, "auth") && has(mods, "tenancy") {
 			rec, err := bootstrapAdmin(ctx, nc, dataDir, f.adminEmail, f.adminPassword, stdout)
 			if err != nil {
