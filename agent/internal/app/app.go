@@ -1,7 +1,8 @@
 // Package app is `infrapilot-agent run`: it wires the agent's parts —
 // the outbox (embedded leaf node and its forwarder), the container engine
 // client, the collectors (logs, Docker events, metrics), the command
-// responder, the heartbeat and status.json — runs them until its context
+// responder, the nginx controller and its ACME issuer (when enabled), the
+// heartbeat and status.json — runs them until its context
 // ends, and shuts them down in order. It is what the CLI runs and what
 // the end-to-end tests drive.
 package app
@@ -13,13 +14,16 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"time"
 
+	"github.com/infrapilot/infrapilot/agent/internal/acme"
 	"github.com/infrapilot/infrapilot/agent/internal/collect"
 	"github.com/infrapilot/infrapilot/agent/internal/commands"
 	"github.com/infrapilot/infrapilot/agent/internal/docker"
+	"github.com/infrapilot/infrapilot/agent/internal/nginx"
 	"github.com/infrapilot/infrapilot/agent/internal/outbox"
 	"github.com/infrapilot/infrapilot/agent/internal/state"
 	"github.com/infrapilot/infrapilot/events"
@@ -42,8 +46,31 @@ type Config struct {
 	LogFlushInterval time.Duration
 	// OutboxMaxBytes bounds the outbox on disk (default 1 GiB).
 	OutboxMaxBytes int64
-	Version        string
-	Log            *slog.Logger
+	// Nginx enables nginx management; nil leaves nginx alone: its
+	// operations answer "unavailable" and no desired state is requested.
+	Nginx   *NginxConfig
+	Version string
+	Log     *slog.Logger
+}
+
+// NginxConfig is how the agent manages nginx (see package nginx).
+type NginxConfig struct {
+	// Dir is the directory InfraPilot owns; Root is the same directory as
+	// nginx sees it (default Dir).
+	Dir, Root string
+	// Container names nginx's container; empty means a local nginx.
+	Container string
+	// Binary is the nginx executable (default "nginx").
+	Binary              string
+	HTTPPort, HTTPSPort int
+	// DriftInterval (default 30 s) and ResyncInterval (default 5 min):
+	// see nginx.SyncConfig.
+	DriftInterval, ResyncInterval time.Duration
+	// CheckTimeout bounds waiting for a reload to show (default 10 s).
+	CheckTimeout time.Duration
+	// ACMECAFile is a PEM bundle trusted for the ACME server's HTTPS
+	// (empty: the system roots).
+	ACMECAFile string
 }
 
 // App is a configured agent. New checks the state directory and takes
@@ -136,7 +163,16 @@ func (a *App) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	responder, err := commands.New(commands.Config{OrgID: org, AgentID: agentID, Info: info, Log: a.log}, nc, dc)
+	proxy, err := a.nginx(nc, ob, dc)
+	if err != nil {
+		return err
+	}
+	issuer, err := a.acme()
+	if err != nil {
+		return err
+	}
+	responder, err := commands.New(commands.Config{OrgID: org, AgentID: agentID, Info: info, Log: a.log,
+		Extra: proxyOps(proxy, issuer)}, nc, dc)
 	if err != nil {
 		return err
 	}
@@ -166,6 +202,9 @@ func (a *App) Run(ctx context.Context) error {
 	run("events", evs.Run)
 	run("metrics", metrics.Run)
 	run("commands", responder.Run)
+	if proxy != nil {
+		run("nginx", proxy.Run)
+	}
 	run("heartbeat", func(ctx context.Context) error {
 		a.heartbeat(ctx, nc, ob, dc, logs, info)
 		return nil
@@ -178,6 +217,71 @@ func (a *App) Run(ctx context.Context) error {
 	a.writeStatus(context.Background(), ob, dc, logs, true)
 	a.log.Info("agent stopped")
 	return nil
+}
+
+// nginx builds the nginx controller and its desired-state sync; nil when
+// nginx management is not enabled.
+func (a *App) nginx(nc *nats.Conn, ob *outbox.Outbox, dc *docker.Client) (*nginx.Syncer, error) {
+	n := a.cfg.Nginx
+	if n == nil {
+		return nil, nil
+	}
+	cfg := nginx.Config{Dir: n.Dir, Root: n.Root, Kind: events.NginxKindLocal, Binary: n.Binary,
+		HTTPPort: n.HTTPPort, HTTPSPort: n.HTTPSPort, CheckTimeout: n.CheckTimeout, Log: a.log.With("part", "nginx")}
+	if n.Container != "" {
+		cfg.Kind, cfg.Container = events.NginxKindContainer, n.Container
+		cfg.Exec = nginx.NewContainerExec(dc, n.Container, n.Binary)
+	}
+	ctrl, err := nginx.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return nginx.NewSyncer(nginx.SyncConfig{OrgID: a.id.OrgID, AgentID: a.id.AgentID, LinkUp: ob.LinkUp,
+		DriftInterval: n.DriftInterval, ResyncInterval: n.ResyncInterval, Log: cfg.Log}, ctrl, nc, ob)
+}
+
+// acme builds the certificate issuer: its HTTP-01 webroot is the one the
+// managed nginx serves, so it exists only with nginx management.
+func (a *App) acme() (*acme.Issuer, error) {
+	n := a.cfg.Nginx
+	if n == nil {
+		return nil, nil
+	}
+	dir, err := filepath.Abs(n.Dir)
+	if err != nil {
+		return nil, err
+	}
+	return acme.New(acme.Config{StateDir: a.dir.Path(), Webroot: filepath.Join(dir, "acme"),
+		CertsDir: filepath.Join(dir, "certs"), CAFile: n.ACMECAFile, Log: a.log.With("part", "acme")})
+}
+
+// proxyOps are the nginx and certificate operations of the responder.
+// Without nginx management they answer "unavailable", so that the proxy
+// service can tell such an agent from one that is down or too old.
+func proxyOps(s *nginx.Syncer, iss *acme.Issuer) map[string]commands.Handler {
+	disabled := func() error {
+		return events.Errorf(events.CodeUnavailable, "nginx management is not enabled on this agent")
+	}
+	return map[string]commands.Handler{
+		events.OpAgentNginxApply: commands.Handle(func(ctx context.Context, d events.NginxDesired) (events.NginxApplyResult, error) {
+			if s == nil {
+				return events.NginxApplyResult{}, disabled()
+			}
+			return s.Apply(ctx, d), nil
+		}),
+		events.OpAgentNginxTest: commands.Handle(func(ctx context.Context, d events.NginxDesired) (events.NginxTestResult, error) {
+			if s == nil {
+				return events.NginxTestResult{}, disabled()
+			}
+			return s.Controller().Test(ctx, d), nil
+		}),
+		events.OpAgentCertIssue: commands.Handle(func(ctx context.Context, req events.CertIssueRequest) (events.CertIssued, error) {
+			if iss == nil {
+				return events.CertIssued{}, disabled()
+			}
+			return iss.Issue(ctx, req)
+		}),
+	}
 }
 
 func (a *App) info() events.AgentInfo {

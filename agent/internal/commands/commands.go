@@ -43,7 +43,13 @@ type Config struct {
 	// IdleTimeout ends a session whose caller went quiet (default
 	// events.SessionIdleTimeout).
 	IdleTimeout time.Duration
-	Log         *slog.Logger
+	// Extra are operations served besides the built-in ones, by op name
+	// (events.OpAgentNginxApply…): parts of the agent that live outside
+	// this package (the nginx controller, ACME) answer through the same
+	// responder, workers and error mapping. A name the responder serves
+	// already is refused by New.
+	Extra map[string]Handler
+	Log   *slog.Logger
 }
 
 // Responder serves one agent's commands.
@@ -51,7 +57,7 @@ type Responder struct {
 	cfg    Config
 	nc     *nats.Conn
 	dc     *docker.Client
-	ops    map[string]handler
+	ops    map[string]Handler
 	prefix string
 	sem    chan struct{}
 
@@ -61,7 +67,10 @@ type Responder struct {
 	wg       sync.WaitGroup
 }
 
-type handler func(ctx context.Context, body []byte) (any, error)
+// Handler serves one operation: body is the request's JSON; the result
+// is marshalled as the reply, an error becomes an error reply (an
+// *events.Error keeps its code). Handle builds one from a typed function.
+type Handler func(ctx context.Context, body []byte) (any, error)
 
 // New prepares a responder on a connection to the agent's leaf server; it
 // subscribes to nothing until Run.
@@ -84,6 +93,12 @@ func New(cfg Config, nc *nats.Conn, dc *docker.Client) (*Responder, error) {
 	r := &Responder{cfg: cfg, nc: nc, dc: dc, sem: make(chan struct{}, cfg.Workers),
 		prefix: events.AgentCommand(cfg.OrgID, cfg.AgentID, ""), sessions: map[string]*session{}}
 	r.ops = r.operations()
+	for op, h := range cfg.Extra {
+		if _, dup := r.ops[op]; dup || h == nil || op == "" || strings.HasPrefix(op, "session.") {
+			return nil, fmt.Errorf("commands: extra operation %q is invalid or served already", op)
+		}
+		r.ops[op] = h
+	}
 	return r, nil
 }
 
@@ -188,9 +203,16 @@ func (r *Responder) reply(ctx context.Context, m *nats.Msg, op string, resp any,
 	}
 }
 
+// Handle adapts a typed operation for Config.Extra: the body decodes into
+// Req (unknown fields and trailing data rejected; an empty body is the
+// zero Req), as for the built-in operations.
+func Handle[Req, Resp any](fn func(ctx context.Context, req Req) (Resp, error)) Handler {
+	return handle(fn)
+}
+
 // handle adapts a typed operation: the body decodes into Req (unknown
 // fields and trailing data rejected; an empty body is the zero Req).
-func handle[Req, Resp any](fn func(ctx context.Context, req Req) (Resp, error)) handler {
+func handle[Req, Resp any](fn func(ctx context.Context, req Req) (Resp, error)) Handler {
 	return func(ctx context.Context, body []byte) (any, error) {
 		var req Req
 		if len(bytes.TrimSpace(body)) > 0 {

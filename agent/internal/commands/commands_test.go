@@ -357,3 +357,37 @@ func TestLogsFollowSession(t *testing.T) {
 		}
 	}
 }
+
+// Operations registered from outside the package (the nginx controller's)
+// are served like the built-in ones: typed bodies, strict decoding, error
+// codes kept; a name served already is refused.
+func TestExtraOperations(t *testing.T) {
+	t.Parallel()
+	extra := map[string]commands.Handler{
+		events.OpAgentNginxTest: commands.Handle(func(_ context.Context, d events.NginxDesired) (events.NginxTestResult, error) {
+			return events.NginxTestResult{OK: true, Output: fmt.Sprintf("revision %d", d.Revision)}, nil
+		}),
+		events.OpAgentNginxApply: commands.Handle(func(context.Context, events.NginxDesired) (events.NginxApplyResult, error) {
+			return events.NginxApplyResult{}, events.Errorf(events.CodeUnavailable, "nginx management is not enabled on this agent")
+		}),
+	}
+	nc := setup(t, commands.Config{Extra: extra})
+	res, err := call[events.NginxTestResult](nc, events.OpAgentNginxTest, events.NginxDesired{Revision: 7})
+	if err != nil || !res.OK || res.Output != "revision 7" {
+		t.Fatalf("extra op: %+v %v", res, err)
+	}
+	if _, err := call[events.NginxTestResult](nc, events.OpAgentNginxTest, rawBody(`{"revision":1,"bogus":2}`)); code(err) != events.CodeInvalid {
+		t.Fatalf("unknown field: %v", err)
+	}
+	if _, err := call[events.NginxApplyResult](nc, events.OpAgentNginxApply, events.NginxDesired{}); code(err) != events.CodeUnavailable ||
+		!strings.Contains(err.Error(), "not enabled") {
+		t.Fatalf("error code: %v", err)
+	}
+
+	dup := map[string]commands.Handler{events.OpAgentPing: commands.Handle(func(context.Context, events.Empty) (events.Empty, error) {
+		return events.Empty{}, nil
+	})}
+	if _, err := commands.New(commands.Config{OrgID: org, AgentID: agent, Extra: dup}, nc, nil); err == nil {
+		t.Fatal("an extra op shadowing a built-in one was accepted")
+	}
+}

@@ -6,8 +6,8 @@ import (
 	"github.com/infrapilot/infrapilot/events"
 )
 
-func (r *Responder) operations() map[string]handler {
-	return map[string]handler{
+func (r *Responder) operations() map[string]Handler {
+	return map[string]Handler{
 		events.OpAgentPing: handle(r.ping),
 		events.OpAgentContainersList: handle(func(ctx context.Context, req events.ContainersListRequest) (events.List[events.Container], error) {
 			items, err := r.dc.Containers(ctx, req.All)
