@@ -174,6 +174,25 @@ func (ProxyNetworkDetached) EventType() string { return "proxy.network.detached"
 // EventVersion implements Payload.
 func (ProxyNetworkDetached) EventVersion() int { return 1 }
 
+// ProxyAgentReported is emitted when what an agent reports about its nginx
+// changes: its nginx facts (how it runs nginx, its root and ports), the
+// last desired revision it applied, and the error of an apply that failed
+// as a whole (empty again once a later apply succeeds). It carries the
+// complete reported state, so replaying the last one is enough. These are
+// the agent's facts, kept apart from ProxySettingsChanged, which records
+// what a user chose.
+type ProxyAgentReported struct {
+	Nginx           *NginxAgentInfo `json:"nginx,omitempty"`
+	AppliedRevision uint64          `json:"applied_revision,omitempty"`
+	LastError       string          `json:"last_error,omitempty"`
+}
+
+// EventType implements Payload.
+func (ProxyAgentReported) EventType() string { return "proxy.agent.reported" }
+
+// EventVersion implements Payload.
+func (ProxyAgentReported) EventVersion() int { return 1 }
+
 func init() {
 	Catalogue.MustRegister(ProxyHostCreated{}, "A proxy host was created on an agent (complete specification).")
 	Catalogue.MustRegister(ProxyHostUpdated{}, "A proxy host's specification changed (complete new specification).")
@@ -187,4 +206,5 @@ func init() {
 	Catalogue.MustRegister(ProxySettingsChanged{}, "An agent's proxy settings changed (mode managed or external, ACME contact).")
 	Catalogue.MustRegister(ProxyNetworkAttached{}, "The agent's nginx container was attached to a network.")
 	Catalogue.MustRegister(ProxyNetworkDetached{}, "The agent's nginx container was detached from a network.")
+	Catalogue.MustRegister(ProxyAgentReported{}, "What an agent reports about its nginx changed: its nginx facts, the last revision it applied, the error of a failed apply.")
 }

@@ -42,7 +42,7 @@ const JWKSPath = "/.well-known/jwks.json"
 //
 // ROUTE AREAS: add each area's Mount function here (routes.MountAuth,
 // routes.MountTenancy, …).
-var areas = []func(api chi.Router, d routes.Deps){routes.MountAuth, routes.MountTenancy, routes.MountAudit, routes.MountLogs, routes.MountAgents}
+var areas = []func(api chi.Router, d routes.Deps){routes.MountAuth, routes.MountTenancy, routes.MountAudit, routes.MountLogs, routes.MountAgents, routes.MountProxy}
 
 // Deps are the gateway's dependencies. The gateway does not own them: the
 // caller closes (drains) NC after Run returns.

@@ -54,6 +54,7 @@ type tenantFixture struct {
 	reportID  string
 	agentID   string
 	siemID    string
+	proxyID   string
 	secrets   []string // strings of this org that must never appear in another org's replies
 }
 
@@ -78,14 +79,18 @@ func newTenant(c *apiClient, email, orgName string) tenantFixture {
 	ag := c.must(200, "POST", api+"/agents/enroll", "", "", map[string]any{"token": f.enrollTok,
 		"fingerprint": "machine-of-" + f.orgID, "hostname": "host-of-" + f.orgID, "os": "linux", "arch": "amd64", "version": "test"})
 	f.agentID = ag.str("agent_id")
-	for _, v := range []string{f.inviteID, f.enrollID, f.apiKeyID, f.exportID, f.reportID, f.agentID, f.siemID} {
+	domain := "proxy-of-" + f.orgID[:8] + ".example.com"
+	px := c.must(201, "POST", api+"/agents/"+f.agentID+"/proxies", f.access, f.orgID, map[string]any{
+		"domains": []string{domain}, "upstream": "http://127.0.0.1:9", "rate_limits": []map[string]any{{"id": "rl1", "rate": 10}}})
+	f.proxyID = px.str("id")
+	for _, v := range []string{f.inviteID, f.enrollID, f.apiKeyID, f.exportID, f.reportID, f.agentID, f.siemID, f.proxyID} {
 		if v == "" {
 			c.t.Fatalf("fixture of %s lacks an id: %+v", orgName, f)
 		}
 	}
 	f.secrets = []string{orgName, "member-" + email, "invitee-" + email, "fleet of " + orgName, "key of " + orgName,
 		f.inviteTok, f.enrollTok, f.apiKey, email, "host-of-" + f.orgID, "machine-of-" + f.orgID, ag.str("credentials"),
-		"siem of " + orgName, siem.str("credentials"), f.siemID}
+		"siem of " + orgName, siem.str("credentials"), f.siemID, domain, f.proxyID}
 	return f
 }
 
@@ -136,6 +141,10 @@ func idFor(t *testing.T, pattern, param string, b tenantFixture) string {
 		return "web" // B's agent is not running: the registry must answer first
 	case param == "network" && strings.HasPrefix(pattern, api+"/agents/{id}/networks/"):
 		return "bridge"
+	case param == "pid" && strings.HasPrefix(pattern, api+"/agents/{id}/proxies/"):
+		return b.proxyID
+	case param == "rid" && strings.HasPrefix(pattern, api+"/agents/{id}/proxies/"):
+		return "rl1"
 	}
 	t.Fatalf("the isolation sweep does not know which resource {%s} of %s names: add it to idFor", param, pattern)
 	return ""

@@ -11,6 +11,7 @@ import (
 	"github.com/infrapilot/infrapilot/services/auth"
 	"github.com/infrapilot/infrapilot/services/internal/platform/app"
 	"github.com/infrapilot/infrapilot/services/logingest"
+	"github.com/infrapilot/infrapilot/services/proxy"
 	"github.com/infrapilot/infrapilot/services/tenancy"
 )
 
@@ -24,6 +25,12 @@ type serviceConfig struct {
 	publicURL     string
 	clickhouseURL string
 	agentOffline  time.Duration
+	// ACME: the CA agents obtain certificates from, and how failures are
+	// retried.
+	acmeDirectory string
+	acmeRetryBase time.Duration
+	acmeRetryMax  time.Duration
+	acmeInterval  time.Duration
 	// agentCreds issues agents' NATS credentials: set by the commands
 	// that run the hub in operator mode, not a flag.
 	agentCreds tenancy.AgentCredentials
@@ -47,6 +54,10 @@ func addServiceFlags(fs *flag.FlagSet, sc *serviceConfig) {
 	fs.StringVar(&sc.smtp.Username, "smtp-username", "", "SMTP user name")
 	fs.StringVar(&sc.smtp.Password, "smtp-password", "", "SMTP password (prefer the environment variable)")
 	fs.StringVar(&sc.smtp.TLS, "smtp-tls", "starttls", "starttls, tls or none")
+	fs.StringVar(&sc.acmeDirectory, "acme-directory", "https://acme-v02.api.letsencrypt.org/directory", "ACME directory agents obtain certificates from (Let's Encrypt staging: https://acme-staging-v02.api.letsencrypt.org/directory)")
+	fs.DurationVar(&sc.acmeRetryBase, "acme-retry-base", time.Minute, "first retry delay of a failed certificate request (doubles per attempt)")
+	fs.DurationVar(&sc.acmeRetryMax, "acme-retry-max", 6*time.Hour, "longest delay between certificate retries")
+	fs.DurationVar(&sc.acmeInterval, "acme-check-interval", time.Minute, "how often due certificate renewals and retries are looked for")
 	fs.DurationVar(&sc.agentOffline, "agent-offline-after", 20*time.Second, "how long an agent may miss heartbeats (sent every 5s) before it is shown offline")
 }
 
@@ -72,6 +83,7 @@ func modulesWith(sc serviceConfig) ([]app.Module, error) {
 	return []app.Module{
 		auth.Module(authCfg),
 		tenancy.Module(tenancyCfg),
+		proxy.Module(proxy.Config{ACMEDirectoryURL: sc.acmeDirectory, RetryBase: sc.acmeRetryBase, RetryMax: sc.acmeRetryMax, CertInterval: sc.acmeInterval}),
 		audit.Module(audit.Config{ClickHouseURL: sc.clickhouseURL, SIEMCredentials: sc.siemCreds}),
 		logingest.Module(logingest.Config{ClickHouseURL: sc.clickhouseURL}),
 	}, nil
