@@ -60,14 +60,18 @@ func TestProxyEndToEnd(t *testing.T) {
 		t.Fatalf("enroll: %v\n%s", err, out)
 	}
 	agentID := readAgentID(t, stateDir)
-	agent := &agentProc{out: &syncBuffer{}}
-	agent.cmd = exec.Command(bin, "run", "--state-dir", stateDir, "--docker-host", "unix:///nonexistent.sock", "--log-format", "json",
-		"--nginx-dir", nginxDir, "--nginx-bin", mustEnv(t, envNginx), "--nginx-http-port", fmt.Sprint(nginxHTTP),
-		"--nginx-https-port", fmt.Sprint(nginxHTTPS), "--nginx-drift-interval", "500ms", "--acme-ca-file", acme.CAFile)
-	agent.cmd.Stdout, agent.cmd.Stderr = agent.out, agent.out
-	if err := agent.cmd.Start(); err != nil {
-		t.Fatal(err)
+	var agent *agentProc
+	startProxyAgent := func() {
+		agent = &agentProc{out: &syncBuffer{}}
+		agent.cmd = exec.Command(bin, "run", "--state-dir", stateDir, "--docker-host", "unix:///nonexistent.sock", "--log-format", "json",
+			"--nginx-dir", nginxDir, "--nginx-bin", mustEnv(t, envNginx), "--nginx-http-port", fmt.Sprint(nginxHTTP),
+			"--nginx-https-port", fmt.Sprint(nginxHTTPS), "--nginx-drift-interval", "500ms", "--acme-ca-file", acme.CAFile)
+		agent.cmd.Stdout, agent.cmd.Stderr = agent.out, agent.out
+		if err := agent.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
 	}
+	startProxyAgent()
 	t.Cleanup(func() {
 		agent.stop(t)
 		stopNginx(nginxDir)
@@ -234,6 +238,28 @@ func TestProxyEndToEnd(t *testing.T) {
 		}
 		return nil
 	})
+
+	// An agent that was away converges when it returns; nginx kept
+	// serving meanwhile.
+	agent.stop(t)
+	if code, body, _, err := viaNginx(tlsClient, "https", nginxHTTPS, "app.e2e.test", "/away"); err != nil || code != 200 ||
+		!strings.HasPrefix(body, "upstream-b /away") {
+		t.Fatalf("nginx while the agent is away: %d %q %v", code, body, err)
+	}
+	c.must(200, "PUT", base+"/proxies/"+app, tok, org, map[string]any{"domains": []string{"app.e2e.test"}, "upstream": upA,
+		"ssl": map[string]any{"enabled": true, "force": true, "hsts": true}})
+	if code, body := through("app.e2e.test"); code != http.StatusMovedPermanently {
+		t.Fatalf("changed while the agent is away: %d %q", code, body)
+	}
+	startProxyAgent()
+	natstest.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		code, body, _, err := viaNginx(tlsClient, "https", nginxHTTPS, "app.e2e.test", "/back")
+		if err != nil || code != 200 || !strings.HasPrefix(body, "upstream-a /back") {
+			return fmt.Errorf("after the agent returned: %d %q %v", code, body, err)
+		}
+		return nil
+	})
+	waitStatus(app, "applied")
 
 	// Delete → gone from nginx.
 	c.must(204, "DELETE", base+"/proxies/"+app, tok, org, nil)
