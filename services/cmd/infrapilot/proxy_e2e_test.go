@@ -123,10 +123,12 @@ func TestProxyEndToEnd(t *testing.T) {
 
 	// Create → rendered → applied → a request through nginx reaches the upstream.
 	upA, upB := upstream(t, "upstream-a"), upstream(t, "upstream-b")
+	created := time.Now()
 	app := c.must(201, "POST", base+"/proxies", tok, org, map[string]any{
 		"domains": []string{"app.e2e.test"}, "upstream": upA, "websocket": true}).str("id")
 	waitStatus(app, "applied")
 	waitServed("app.e2e.test", "upstream-a /hello")
+	t.Logf("a new host was served by nginx %s after POST …/proxies", time.Since(created).Round(time.Millisecond))
 	cfg := c.must(200, "GET", base+"/proxies/"+app+"/config", tok, org, nil)
 	if !strings.Contains(cfg.str("config"), "server_name app.e2e.test;") {
 		t.Fatalf("rendered config: %s", cfg.Raw)
@@ -138,8 +140,10 @@ func TestProxyEndToEnd(t *testing.T) {
 
 	// Update → the new upstream serves.
 	c.must(200, "PUT", base+"/proxies/"+app, tok, org, map[string]any{"domains": []string{"app.e2e.test"}, "upstream": upB})
-	waitStatus(app, "applied")
+	updated := time.Now()
 	waitServed("app.e2e.test", "upstream-b /hello")
+	t.Logf("an update was served by nginx %s after PUT", time.Since(updated).Round(time.Millisecond))
+	waitStatus(app, "applied")
 
 	// A host nginx refuses: failed with nginx's own message; the previous
 	// configuration keeps serving and nothing is deleted.
@@ -191,6 +195,7 @@ func TestProxyEndToEnd(t *testing.T) {
 	c.must(200, "PUT", base+"/proxies/"+app, tok, org, map[string]any{"domains": []string{"app.e2e.test"}, "upstream": upB,
 		"ssl": map[string]any{"enabled": true, "force": true, "hsts": true}})
 	c.must(202, "POST", base+"/proxies/"+app+"/ssl", tok, org, nil)
+	sslAsked := time.Now()
 	var cert map[string]any
 	natstest.CheckFor(t, 90*time.Second, 250*time.Millisecond, func() error {
 		h := c.must(200, "GET", base+"/proxies/"+app, tok, org, nil)
@@ -200,6 +205,7 @@ func TestProxyEndToEnd(t *testing.T) {
 		}
 		return nil
 	})
+	t.Logf("certificate issued through HTTP-01 and applied %s after POST …/ssl", time.Since(sslAsked).Round(time.Millisecond))
 	notAfter, _ := time.Parse(time.RFC3339, cert["not_after"].(string))
 	renewAt, _ := time.Parse(time.RFC3339, cert["renew_at"].(string))
 	if d := notAfter.Sub(renewAt); d != 30*24*time.Hour {
