@@ -18,7 +18,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"time"
 
 	"github.com/infrapilot/infrapilot/events"
@@ -91,15 +90,9 @@ type SIEMIssuer = siemcreds.Issuer
 
 // Module returns the audit service's module for the host.
 func Module(cfg Config) app.Module {
-	// fs.Sub of a fixed embedded directory cannot fail; should it, New
-	// reports it instead of panicking outside main.
-	sub, subErr := fs.Sub(migrationFiles, "migrations")
-	return app.Module{Name: Name, Migrations: sub, New: func(d app.Deps) (app.Service, error) {
-		if subErr != nil {
-			return nil, subErr
-		}
+	return app.EmbeddedModule(Name, migrationFiles, "migrations", func(d app.Deps) (app.Service, error) {
 		return New(cfg, d)
-	}}
+	})
 }
 
 // Service is the running audit service.

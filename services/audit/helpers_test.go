@@ -2,7 +2,6 @@ package audit_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +27,7 @@ import (
 	"github.com/infrapilot/infrapilot/services/internal/platform/pgtest"
 	"github.com/infrapilot/infrapilot/services/internal/platform/reqctx"
 	"github.com/infrapilot/infrapilot/services/internal/platform/router"
+	"github.com/infrapilot/infrapilot/services/internal/platform/servicetest"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -340,32 +340,9 @@ func (e *env) waitProjected(org string, n int, timeout time.Duration) {
 // headers, and decodes the reply into out; it returns the service's error.
 func (e *env) call(org, role, op string, req, out any) *events.Error {
 	e.t.Helper()
-	msg := nats.NewMsg(events.ServiceEndpoint("audit", op))
-	reqctx.Info{OrgID: org, Role: role, RequestID: "req-1",
-		Actor: events.Actor{Kind: events.ActorUser, ID: "admin-1", IP: "198.51.100.7", UserAgent: "test-agent/1"}}.Headers(msg.Header)
-	if req != nil {
-		b, err := json.Marshal(req)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		msg.Data = b
-	}
-	reply, err := e.nc.RequestMsg(msg, 30*time.Second)
-	if err != nil {
-		e.t.Fatalf("%s: %v", op, err)
-	}
-	if code := reply.Header.Get(events.HeaderServiceErrorCode); code != "" {
-		var ee events.Error
-		_ = json.Unmarshal(reply.Data, &ee)
-		ee.Code = events.Code(code)
-		return &ee
-	}
-	if out != nil {
-		if err := json.Unmarshal(reply.Data, out); err != nil {
-			e.t.Fatalf("%s: %v (%s)", op, err, reply.Data)
-		}
-	}
-	return nil
+	from := reqctx.Info{OrgID: org, Role: role, RequestID: "req-1",
+		Actor: events.Actor{Kind: events.ActorUser, ID: "admin-1", IP: "198.51.100.7", UserAgent: "test-agent/1"}}
+	return servicetest.Call(e.t, e.nc, events.ServiceEndpoint("audit", op), from, req, out)
 }
 
 // verify calls the verify operation.

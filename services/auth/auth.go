@@ -10,7 +10,6 @@ package auth
 
 import (
 	"embed"
-	"io/fs"
 
 	"github.com/infrapilot/infrapilot/services/auth/internal/secret"
 	"github.com/infrapilot/infrapilot/services/auth/internal/service"
@@ -39,17 +38,7 @@ func DefaultConfig() Config { return service.DefaultConfig() }
 
 // Module is the auth service for the host.
 func Module(cfg Config) app.Module {
-	// fs.Sub of a fixed embedded directory cannot fail; should it, New
-	// reports it.
-	sub, subErr := fs.Sub(migrations, "migrations")
-	return app.Module{
-		Name:       Name,
-		Migrations: sub,
-		New: func(d app.Deps) (app.Service, error) {
-			if subErr != nil {
-				return nil, subErr
-			}
-			return service.New(d, cfg)
-		},
-	}
+	return app.EmbeddedModule(Name, migrations, "migrations", func(d app.Deps) (app.Service, error) {
+		return service.New(d, cfg)
+	})
 }

@@ -16,25 +16,17 @@ import (
 	"github.com/infrapilot/infrapilot/services/auth"
 	"github.com/infrapilot/infrapilot/services/internal/platform/app"
 	"github.com/infrapilot/infrapilot/services/internal/platform/natstest"
-	"github.com/infrapilot/infrapilot/services/internal/platform/natsx"
 	"github.com/infrapilot/infrapilot/services/internal/platform/pgtest"
 	"github.com/infrapilot/infrapilot/services/internal/platform/reqctx"
+	"github.com/infrapilot/infrapilot/services/internal/platform/servicetest"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // cheapArgon2 keeps tests fast; production parameters are measured by
 // BenchmarkLogin.
 var cheapArgon2 = auth.Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1, SaltLen: 16, KeyLen: 32}
-
-// clock is the service's clock in tests: real time plus an offset the test
-// can advance.
-type clock struct{ offset atomic.Int64 }
-
-func (c *clock) Now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
-func (c *clock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
 
 // env is one running auth service on a private NATS server and database.
 type env struct {
@@ -42,7 +34,7 @@ type env struct {
 	nc    *nats.Conn
 	js    jetstream.JetStream
 	db    *pgxpool.Pool // the auth schema, for assertions
-	clock *clock
+	clock *servicetest.Clock
 	orgs  atomic.Int64 // orgs the tenancy stand-in created
 
 	mu      sync.Mutex
@@ -59,7 +51,7 @@ func withConfig(f func(*auth.Config)) func(*options) {
 	return func(o *options) { o.cfg = f }
 }
 
-// start runs the auth module in a real host (as app/app_test.go does) with
+// start runs the auth module in a real host (servicetest.Start) with
 // a stand-in tenancy responder.
 func start(t testing.TB, opts ...func(*options)) *env {
 	t.Helper()
@@ -68,12 +60,8 @@ func start(t testing.TB, opts ...func(*options)) *env {
 		f(&o)
 	}
 	srv := natstest.Run(t)
-	nc := srv.Connect()
-	js, err := natsx.JetStream(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, nc: nc, js: js, clock: &clock{}}
+	nc, js := srv.JetStream()
+	e := &env{t: t, nc: nc, js: js, clock: &servicetest.Clock{}}
 	cfg := auth.DefaultConfig()
 	cfg.Argon2 = cheapArgon2
 	cfg.Clock = e.clock.Now
@@ -85,28 +73,8 @@ func start(t testing.TB, opts ...func(*options)) *env {
 		e.tenancyStandIn()
 	}
 	pgURL := pgtest.URL(t)
-	host, err := app.New(app.Config{Instance: "t", Version: "test", PostgresURL: pgURL, Topology: events.DefaultTopology()},
-		nc, js, slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})), prometheus.NewRegistry(), []app.Module{auth.Module(cfg)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- host.Run(ctx) }()
-	select {
-	case <-host.Ready():
-	case err := <-done:
-		t.Fatalf("host failed: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("host not ready")
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("host stopped with %v", err)
-		}
-		host.Close()
-	})
+	servicetest.Start(t, app.Config{Instance: "t", Version: "test", PostgresURL: pgURL, Topology: events.DefaultTopology()},
+		nc, js, slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})), auth.Module(cfg))
 	e.db = pgtest.New(t, "auth")
 	return e
 }
@@ -161,40 +129,13 @@ func member(id, org string, role events.Role) caller {
 // returning the service's error, if any.
 func (e *env) call(op string, from caller, req, out any) *events.Error {
 	e.t.Helper()
-	msg := nats.NewMsg(events.ServiceEndpoint("auth", op))
-	from.Headers(msg.Header)
-	if req != nil {
-		b, err := json.Marshal(req)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		msg.Data = b
-	}
-	reply, err := e.nc.RequestMsg(msg, 30*time.Second)
-	if err != nil {
-		e.t.Fatalf("%s: %v", op, err)
-	}
-	if code := reply.Header.Get(events.HeaderServiceErrorCode); code != "" {
-		var ee events.Error
-		if err := json.Unmarshal(reply.Data, &ee); err != nil {
-			e.t.Fatalf("%s: undecodable error %s", op, reply.Data)
-		}
-		return &ee
-	}
-	if out != nil {
-		if err := json.Unmarshal(reply.Data, out); err != nil {
-			e.t.Fatalf("%s: %v (%s)", op, err, reply.Data)
-		}
-	}
-	return nil
+	return servicetest.Call(e.t, e.nc, events.ServiceEndpoint("auth", op), from, req, out)
 }
 
 // must is call that fails the test on an error.
 func (e *env) must(op string, from caller, req, out any) {
 	e.t.Helper()
-	if err := e.call(op, from, req, out); err != nil {
-		e.t.Fatalf("%s: %v", op, err)
-	}
+	servicetest.WantOK(e.t, op, e.call(op, from, req, out))
 }
 
 // wantCode fails unless err has code.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/infrapilot/infrapilot/events"
+	"github.com/infrapilot/infrapilot/services/internal/platform/servicetest"
 	"github.com/nats-io/nats.go"
 )
 
@@ -202,7 +203,7 @@ func (a *fakeAgent) ask(org string, info events.NginxAgentInfo) (events.NginxDes
 		return err
 	})
 	var d events.NginxDesired
-	e := decodeReply(a.h.t, "desired", reply, &d)
+	e := servicetest.Decode(a.h.t, "desired", reply, &d)
 	return d, e
 }
 

@@ -15,7 +15,6 @@ package proxy
 
 import (
 	"embed"
-	"io/fs"
 	"time"
 
 	"github.com/infrapilot/infrapilot/services/internal/platform/app"
@@ -61,26 +60,16 @@ type Config struct {
 // Module is the proxy service for the host. It needs Postgres and the
 // tenancy service (agent lookups) on the same NATS.
 func Module(cfg Config) app.Module {
-	// fs.Sub fails only for a malformed path; "migrations" is not one.
-	sub, subErr := fs.Sub(migrations, "migrations")
-	return app.Module{
-		Name:       service.Name,
-		Migrations: sub,
-		New: func(d app.Deps) (app.Service, error) {
-			if subErr != nil {
-				return nil, subErr
-			}
-			if cfg.Now != nil {
-				d.Now = cfg.Now
-			}
-			return service.New(service.Config{
-				ACMEDirectoryURL:  cfg.ACMEDirectoryURL,
-				Cert:              domain.CertPolicy{RenewBefore: cfg.RenewBefore, RetryBase: cfg.RetryBase, RetryMax: cfg.RetryMax},
-				CertInterval:      cfg.CertInterval,
-				CertTimeout:       cfg.CertTimeout,
-				ApplyTimeout:      cfg.ApplyTimeout,
-				ReconcileInterval: cfg.ReconcileInterval,
-			}, d)
-		},
-	}
+	m := app.EmbeddedModule(service.Name, migrations, "migrations", func(d app.Deps) (app.Service, error) {
+		return service.New(service.Config{
+			ACMEDirectoryURL:  cfg.ACMEDirectoryURL,
+			Cert:              domain.CertPolicy{RenewBefore: cfg.RenewBefore, RetryBase: cfg.RetryBase, RetryMax: cfg.RetryMax},
+			CertInterval:      cfg.CertInterval,
+			CertTimeout:       cfg.CertTimeout,
+			ApplyTimeout:      cfg.ApplyTimeout,
+			ReconcileInterval: cfg.ReconcileInterval,
+		}, d)
+	})
+	m.Now = cfg.Now
+	return m
 }

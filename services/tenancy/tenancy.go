@@ -11,7 +11,6 @@ package tenancy
 
 import (
 	"embed"
-	"io/fs"
 	"time"
 
 	"github.com/infrapilot/infrapilot/services/internal/platform/app"
@@ -80,27 +79,17 @@ type AgentCredentials = service.AgentCredentials
 
 // Module is the tenancy service for the host.
 func Module(cfg Config) app.Module {
-	// fs.Sub fails only for a malformed path; "migrations" is not one.
-	sub, subErr := fs.Sub(migrations, "migrations")
-	return app.Module{
-		Name:       service.Name,
-		Migrations: sub,
-		New: func(d app.Deps) (app.Service, error) {
-			if subErr != nil {
-				return nil, subErr
-			}
-			if cfg.Now != nil {
-				d.Now = cfg.Now
-			}
-			return service.New(service.Config{
-				Mail: mail.Config{Host: cfg.SMTP.Host, Port: cfg.SMTP.Port, From: cfg.SMTP.From,
-					Username: cfg.SMTP.Username, Password: cfg.SMTP.Password, TLS: cfg.SMTP.TLS},
-				PublicURL:        cfg.PublicURL,
-				Plans:            cfg.Plans,
-				InvitationTTL:    cfg.InvitationTTL,
-				AgentCredentials: cfg.AgentCredentials,
-				PresenceTimeout:  cfg.PresenceTimeout,
-			}, d)
-		},
-	}
+	m := app.EmbeddedModule(service.Name, migrations, "migrations", func(d app.Deps) (app.Service, error) {
+		return service.New(service.Config{
+			Mail: mail.Config{Host: cfg.SMTP.Host, Port: cfg.SMTP.Port, From: cfg.SMTP.From,
+				Username: cfg.SMTP.Username, Password: cfg.SMTP.Password, TLS: cfg.SMTP.TLS},
+			PublicURL:        cfg.PublicURL,
+			Plans:            cfg.Plans,
+			InvitationTTL:    cfg.InvitationTTL,
+			AgentCredentials: cfg.AgentCredentials,
+			PresenceTimeout:  cfg.PresenceTimeout,
+		}, d)
+	})
+	m.Now = cfg.Now
+	return m
 }

@@ -22,13 +22,9 @@ func platformRef(typ, id string) eventstore.Ref {
 // meta is the metadata of an event caused by the request in ctx, for an
 // aggregate of org, with actor replacing the request's actor when set.
 func meta(ctx context.Context, org string, actor events.Actor) events.Meta {
-	m := reqctx.Meta(ctx)
-	m.OrgID = org
+	m := reqctx.MetaIn(ctx, org, events.SystemActor("auth"))
 	if actor.Kind != "" {
 		m.Actor = actor
-	}
-	if m.Actor.Kind == "" {
-		m.Actor = events.SystemActor("auth")
 	}
 	return m
 }
@@ -44,26 +40,9 @@ func userActor(ctx context.Context, userID string) events.Actor {
 	return events.Actor{Kind: events.ActorUser, ID: userID, IP: a.IP, UserAgent: a.UserAgent}
 }
 
-// envelopes builds the envelopes of payloads for ref.
-func envelopes(ref eventstore.Ref, m events.Meta, ps ...events.Payload) ([]events.Envelope, error) {
-	out := make([]events.Envelope, 0, len(ps))
-	for _, p := range ps {
-		env, err := events.New(p, events.Aggregate{Type: ref.Type, ID: ref.ID}, m)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, env)
-	}
-	return out, nil
-}
-
 // append stores payloads as the next events of ref, expecting version.
 func (s *Service) append(ctx context.Context, ref eventstore.Ref, version uint64, m events.Meta, ps ...events.Payload) (uint64, error) {
-	envs, err := envelopes(ref, m, ps...)
-	if err != nil {
-		return 0, err
-	}
-	return s.es.Append(ctx, ref, version, envs...)
+	return s.es.AppendPayloads(ctx, ref, version, m, ps...)
 }
 
 // record appends a log-like event (a failed login, a spent backup code)
@@ -72,7 +51,7 @@ func (s *Service) append(ctx context.Context, ref eventstore.Ref, version uint64
 // writer got in between. The envelope is built once, so a retry after a
 // lost ack stores it once.
 func (s *Service) record(ctx context.Context, ref eventstore.Ref, m events.Meta, p events.Payload) error {
-	envs, err := envelopes(ref, m, p)
+	envs, err := eventstore.Envelopes(ref, m, p)
 	if err != nil {
 		return err
 	}

@@ -42,6 +42,23 @@ type Module struct {
 	Migrations fs.FS
 	// New builds the service from its dependencies. It must start nothing.
 	New func(Deps) (Service, error)
+	// Now, when set, replaces the host's clock in the service's Deps
+	// (tests move it to an expiry or a renewal date).
+	Now func() time.Time
+}
+
+// EmbeddedModule is the Module of service name whose SQL migrations are
+// the directory dir of files (a service embeds them with
+// //go:embed migrations/*.sql) and whose New is newFn. fs.Sub fails only
+// for a malformed dir; New reports that rather than a panic outside main.
+func EmbeddedModule(name string, files fs.FS, dir string, newFn func(Deps) (Service, error)) Module {
+	sub, subErr := fs.Sub(files, dir)
+	return Module{Name: name, Migrations: sub, New: func(d Deps) (Service, error) {
+		if subErr != nil {
+			return nil, subErr
+		}
+		return newFn(d)
+	}}
 }
 
 // Deps is what the host hands a service.
@@ -218,6 +235,9 @@ func (h *Host) build(ctx context.Context, m Module) (running, error) {
 	log := h.log.With("service", m.Name)
 	deps := Deps{Log: log, NC: h.nc, JS: h.js, Metrics: h.reg, Now: time.Now, Instance: h.cfg.Instance,
 		Events: eventstore.New(h.js, m.Name)}
+	if m.Now != nil {
+		deps.Now = m.Now
+	}
 	checks := map[string]endpoint.Check{}
 	if m.Migrations != nil {
 		pool, err := pg.Open(ctx, h.cfg.PostgresURL, m.Name, log)

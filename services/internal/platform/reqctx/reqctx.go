@@ -44,6 +44,19 @@ func Meta(ctx context.Context) events.Meta {
 	return events.Meta{OrgID: info.OrgID, Actor: info.Actor, CorrelationID: info.CorrelationID, CausationID: info.CausationID}
 }
 
+// MetaIn is Meta for an event of an aggregate of orgID. Work without an
+// actor (a worker, a bootstrap, an agent's report, a service calling
+// without headers) is attributed to system, usually events.SystemActor of
+// the service doing it.
+func MetaIn(ctx context.Context, orgID string, system events.Actor) events.Meta {
+	m := Meta(ctx)
+	m.OrgID = orgID
+	if m.Actor.Kind == "" {
+		m.Actor = system
+	}
+	return m
+}
+
 // FromHeaders reads the request context the gateway (or another service)
 // put on a NATS message.
 func FromHeaders(h nats.Header) Info {

@@ -26,7 +26,7 @@ func (s *Store) SaveHost(ctx context.Context, h *domain.Host) (bool, error) {
 		return false, fmt.Errorf("encode spec: %w", err)
 	}
 	c := h.Cert
-	return s.write(ctx, func(tx pgx.Tx) (bool, error) {
+	return s.rm.Write(ctx, func(tx pgx.Tx) (bool, error) {
 		tag, err := tx.Exec(ctx, `
 			INSERT INTO hosts (id, org_id, agent_id, spec, domains, enabled, ssl_enabled, status, status_message,
 				applied_revision, render_version, cert_status, cert_reason, cert_request_domains, cert_requested_at,
@@ -66,7 +66,7 @@ func (s *Store) SaveAgent(ctx context.Context, a *domain.Agent) (bool, error) {
 		}
 		nginx = b
 	}
-	return s.write(ctx, func(tx pgx.Tx) (bool, error) {
+	return s.rm.Write(ctx, func(tx pgx.Tx) (bool, error) {
 		tag, err := tx.Exec(ctx, `
 			INSERT INTO agent_settings (org_id, agent_id, mode, acme_email, networks, nginx, applied_revision, last_error,
 				updated_at, version)

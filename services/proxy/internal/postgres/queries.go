@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/infrapilot/infrapilot/events"
+	"github.com/infrapilot/infrapilot/services/internal/platform/readmodel"
 	"github.com/infrapilot/infrapilot/services/proxy/internal/domain"
 	"github.com/jackc/pgx/v5"
 )
@@ -73,7 +74,7 @@ func (s *Store) GetHost(ctx context.Context, orgID, id string) (h *domain.Host, 
 }
 
 // ListHosts lists one page of an agent's live hosts, oldest first.
-func (s *Store) ListHosts(ctx context.Context, orgID, agentID string, p Page) ([]*domain.Host, string, error) {
+func (s *Store) ListHosts(ctx context.Context, orgID, agentID string, p readmodel.Page) ([]*domain.Host, string, error) {
 	var out []*domain.Host
 	err := s.Read(ctx, orgID, func(tx pgx.Tx) error {
 		var err error
@@ -82,7 +83,7 @@ func (s *Store) ListHosts(ctx context.Context, orgID, agentID string, p Page) ([
 			orgID, agentID, p.After, p.Limit+1))
 		return err
 	})
-	items, cursor := next(out, p.Limit, func(h *domain.Host) string { return h.ID })
+	items, cursor := readmodel.Next(out, p.Limit, func(h *domain.Host) string { return h.ID })
 	return items, cursor, err
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/infrapilot/infrapilot/events"
+	"github.com/infrapilot/infrapilot/services/internal/platform/eventstore"
 	"github.com/infrapilot/infrapilot/services/proxy/internal/nginxconf"
 	"github.com/nats-io/nats.go"
 )
@@ -108,7 +109,7 @@ func (s *Service) desiredFor(ctx context.Context, org, agent string, body []byte
 		// Recorded, it would make every render of this agent fail.
 		return events.NginxDesired{}, err
 	}
-	err := retry(func() error {
+	err := eventstore.RetryConflicts(func() error {
 		a, err := s.loadAgent(ctx, org, agent)
 		if err != nil {
 			return err

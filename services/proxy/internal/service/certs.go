@@ -163,7 +163,7 @@ func (w *certWorker) issue(ctx context.Context, c certClaim) {
 	}
 	var v uint64
 	issued := false
-	err = retry(func() error {
+	err = eventstore.RetryConflicts(func() error {
 		h, err := s.loadHost(ctx, c.org, c.host)
 		if err != nil {
 			return err

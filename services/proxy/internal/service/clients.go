@@ -2,65 +2,28 @@ package service
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
 	"github.com/infrapilot/infrapilot/events"
 	"github.com/infrapilot/infrapilot/services/internal/platform/reqctx"
+	"github.com/infrapilot/infrapilot/services/internal/platform/svcclient"
 	"github.com/nats-io/nats.go"
 )
 
-// request sends req as JSON to subject with the request context of ctx in
-// the Ip-* headers and its deadline, and decodes the reply into resp (nil:
-// ignore it) or returns the responder's *events.Error. Services and agents
-// answer the same way (micro-style error replies). who names the responder
-// in messages ("the agent", "the tenancy service").
+// request sends req to subject on behalf of the work in ctx and decodes the
+// reply into resp (nil: ignore it) or returns the responder's
+// *events.Error (svcclient.Call). Services and agents answer the same way
+// (micro-style error replies). who names the responder in messages ("the
+// agent", "the tenancy service").
 func request(ctx context.Context, nc *nats.Conn, subject, who string, req, resp any) error {
-	data, err := json.Marshal(req)
-	if err != nil {
-		return err
-	}
-	msg := nats.NewMsg(subject)
-	msg.Data = data
-	reqctx.From(ctx).Headers(msg.Header)
-	if dl, ok := ctx.Deadline(); ok {
-		msg.Header.Set(events.HeaderDeadline, dl.UTC().Format(time.RFC3339Nano))
-	}
-	reply, err := nc.RequestMsgWithContext(ctx, msg)
-	switch {
-	case errors.Is(err, nats.ErrNoResponders):
-		return &events.Error{Code: events.CodeUnavailable, Message: who + " is not connected", Err: errNoResponders}
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
-		return &events.Error{Code: events.CodeUnavailable, Message: who + " did not answer in time", Err: err}
-	case err != nil:
-		return &events.Error{Code: events.CodeUnavailable, Message: "message bus unavailable", Err: err}
-	}
-	if code := reply.Header.Get(events.HeaderServiceErrorCode); code != "" {
-		var e events.Error
-		if json.Unmarshal(reply.Data, &e) != nil || e.Message == "" {
-			e.Message = reply.Header.Get(events.HeaderServiceError)
-		}
-		e.Code = events.Code(code)
-		return &e
-	}
-	if resp == nil || len(reply.Data) == 0 {
-		return nil
-	}
-	if err := json.Unmarshal(reply.Data, resp); err != nil {
-		return fmt.Errorf("%s: decode reply: %w", subject, err)
-	}
-	return nil
+	return svcclient.Call(ctx, nc, subject, svcclient.Named(who), req, resp)
 }
 
-// errNoResponders marks a request nobody was subscribed to: for an agent,
-// that it is offline, which is normal.
-var errNoResponders = errors.New("no responders")
-
-// offline reports whether err says the agent was not connected.
-func offline(err error) bool { return errors.Is(err, errNoResponders) }
+// offline reports whether err says the agent was not connected (nobody
+// served its subject), which is normal.
+func offline(err error) bool { return errors.Is(err, nats.ErrNoResponders) }
 
 // callAgent sends one command to an agent, bounded by timeout.
 func (s *Service) callAgent(ctx context.Context, org, agent, op string, timeout time.Duration, req, resp any) error {

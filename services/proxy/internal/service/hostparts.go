@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/infrapilot/infrapilot/events"
+	"github.com/infrapilot/infrapilot/services/internal/platform/eventstore"
 	"github.com/infrapilot/infrapilot/services/proxy/internal/domain"
 )
 
@@ -126,7 +127,7 @@ func (s *Service) requestCert(ctx context.Context, req events.ProxyHostRef) (eve
 	}
 	var v uint64
 	var claim *certClaim
-	err = retry(func() error {
+	err = eventstore.RetryConflicts(func() error {
 		h, err := s.loadHost(ctx, org, req.HostID)
 		if err != nil {
 			return err

@@ -7,9 +7,10 @@ import (
 	"github.com/infrapilot/infrapilot/events"
 	"github.com/infrapilot/infrapilot/services/internal/platform/app"
 	"github.com/infrapilot/infrapilot/services/internal/platform/endpoint"
+	"github.com/infrapilot/infrapilot/services/internal/platform/eventstore"
+	"github.com/infrapilot/infrapilot/services/internal/platform/readmodel"
 	"github.com/infrapilot/infrapilot/services/proxy/internal/domain"
 	"github.com/infrapilot/infrapilot/services/proxy/internal/nginxconf"
-	"github.com/infrapilot/infrapilot/services/proxy/internal/postgres"
 )
 
 // register adds every operation of events/api_proxy.go. Each checks its
@@ -86,7 +87,7 @@ func (s *Service) listHosts(ctx context.Context, req events.ProxyAgentRequest) (
 	if err != nil {
 		return events.List[events.ProxyHost]{}, err
 	}
-	page, err := postgres.PageOf(req.Limit, req.Cursor)
+	page, err := readmodel.PageOf(req.Limit, req.Cursor)
 	if err != nil {
 		return events.List[events.ProxyHost]{}, err
 	}
@@ -213,7 +214,7 @@ func (s *Service) changeHost(ctx context.Context, agent, id string, change func(
 	defer unlock()
 	var v uint64
 	var h *domain.Host
-	err = retry(func() error {
+	err = eventstore.RetryConflicts(func() error {
 		var err error
 		if h, err = s.loadHost(ctx, org, id); err != nil {
 			return err
@@ -271,7 +272,7 @@ func (s *Service) deleteHost(ctx context.Context, req events.ProxyHostRef) (even
 	}
 	org, agent := c.OrgID, req.AgentID
 	var v uint64
-	err = retry(func() error {
+	err = eventstore.RetryConflicts(func() error {
 		h, err := s.loadHost(ctx, org, req.HostID)
 		if err != nil {
 			return err

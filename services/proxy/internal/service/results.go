@@ -8,6 +8,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/infrapilot/infrapilot/events"
 	"github.com/infrapilot/infrapilot/services/internal/platform/app"
+	"github.com/infrapilot/infrapilot/services/internal/platform/eventstore"
 	"github.com/infrapilot/infrapilot/services/internal/platform/reqctx"
 	"github.com/infrapilot/infrapilot/services/internal/platform/router"
 	"github.com/infrapilot/infrapilot/services/proxy/internal/domain"
@@ -83,7 +84,7 @@ func (s *Service) handleResult(ctx context.Context, org, agent string, res event
 	}
 	var appliedBefore uint64
 	var layout bool
-	err = retry(func() error {
+	err = eventstore.RetryConflicts(func() error {
 		a, err := s.loadAgent(ctx, org, agent)
 		if err != nil {
 			return err
@@ -166,7 +167,7 @@ func (s *Service) creditHost(ctx context.Context, org, agent, id string, rev uin
 	if !ok || rev < m.Since || !events.ValidToken(id) {
 		return nil
 	}
-	return retry(func() error {
+	return eventstore.RetryConflicts(func() error {
 		h, err := s.loadHost(ctx, org, id)
 		if err != nil {
 			return err
@@ -204,7 +205,7 @@ func (s *Service) handleDrift(ctx context.Context, org, agent string, d events.N
 			continue
 		}
 		files := hostFiles(d.Files, id)
-		err := retry(func() error {
+		err := eventstore.RetryConflicts(func() error {
 			h, err := s.loadHost(ctx, org, id)
 			if err != nil || !h.Of(agent) {
 				return err

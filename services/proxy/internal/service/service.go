@@ -16,6 +16,7 @@ import (
 	"github.com/infrapilot/infrapilot/events"
 	"github.com/infrapilot/infrapilot/services/internal/platform/app"
 	"github.com/infrapilot/infrapilot/services/internal/platform/eventstore"
+	"github.com/infrapilot/infrapilot/services/internal/platform/readmodel"
 	"github.com/infrapilot/infrapilot/services/internal/platform/reqctx"
 	"github.com/infrapilot/infrapilot/services/proxy/internal/domain"
 	"github.com/infrapilot/infrapilot/services/proxy/internal/postgres"
@@ -102,7 +103,7 @@ type Service struct {
 	es      *eventstore.Store
 	db      *postgres.Store
 	now     func() time.Time
-	applied *signal
+	applied *readmodel.Waiter
 	agents  *agentCache
 	locks   *keyedMutex
 	push    *pusher
@@ -126,7 +127,7 @@ func New(cfg Config, d app.Deps) (*Service, error) {
 		now = time.Now
 	}
 	s := &Service{cfg: cfg, log: d.Log, nc: d.NC, js: d.JS, es: d.Events, db: postgres.New(d.DB), now: now,
-		applied: newSignal(), agents: newAgentCache(cfg.AgentCacheTTL), locks: newKeyedMutex()}
+		applied: readmodel.NewWaiter(cfg.ProjectionWait, d.Log), agents: newAgentCache(cfg.AgentCacheTTL), locks: newKeyedMutex()}
 	s.push = newPusher(s)
 	s.certs = newCertWorker(s)
 	s.register(d)
@@ -176,42 +177,12 @@ func inOrg(ctx context.Context, perm events.Permission) (caller, error) {
 	return c, nil
 }
 
-// meta is the metadata of events caused by the work in ctx, in orgID.
-// Work without an actor (an agent's report, the certificate worker) is the
-// system's.
-func meta(ctx context.Context, orgID string) events.Meta {
-	m := reqctx.Meta(ctx)
-	m.OrgID = orgID
-	if m.Actor.Kind == "" {
-		m.Actor = events.SystemActor(Name)
-	}
-	return m
-}
-
 // appendTo appends payloads to one aggregate at version and returns its new
-// version.
+// version. Work without an actor (an agent's report, the certificate
+// worker) is the system's.
 func (s *Service) appendTo(ctx context.Context, orgID, aggType, id string, version uint64, payloads ...events.Payload) (uint64, error) {
-	m := meta(ctx, orgID)
-	envs := make([]events.Envelope, 0, len(payloads))
-	for _, p := range payloads {
-		env, err := events.New(p, events.Aggregate{Type: aggType, ID: id}, m)
-		if err != nil {
-			return 0, err
-		}
-		envs = append(envs, env)
-	}
-	return s.es.Append(ctx, eventstore.Ref{OrgID: orgID, Type: aggType, ID: id}, version, envs...)
-}
-
-// retry runs decide-and-append again when the append lost an optimistic
-// concurrency race: fn reloads, so it decides on the newer state.
-func retry(fn func() error) error {
-	for i := 0; ; i++ {
-		err := fn()
-		if !errors.Is(err, eventstore.ErrConflict) || i == 4 {
-			return err
-		}
-	}
+	return s.es.AppendPayloads(ctx, eventstore.Ref{OrgID: orgID, Type: aggType, ID: id}, version,
+		reqctx.MetaIn(ctx, orgID, events.SystemActor(Name)), payloads...)
 }
 
 func (s *Service) loadHost(ctx context.Context, orgID, id string) (*domain.Host, error) {

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/infrapilot/infrapilot/events"
+	"github.com/infrapilot/infrapilot/services/internal/platform/eventstore"
 	"github.com/infrapilot/infrapilot/services/proxy/internal/domain"
 )
 
@@ -44,7 +45,7 @@ func (s *Service) setSettings(ctx context.Context, req events.ProxySettingsWrite
 	}
 	org, agent := c.OrgID, req.AgentID
 	var v uint64
-	err = retry(func() error {
+	err = eventstore.RetryConflicts(func() error {
 		a, err := s.loadAgent(ctx, org, agent)
 		if err != nil {
 			return err
@@ -131,7 +132,7 @@ func (s *Service) network(ctx context.Context, req events.ProxyNetworkRequest, a
 		return events.ProxySettings{}, agentErr(err)
 	}
 	var v uint64
-	err = retry(func() error {
+	err = eventstore.RetryConflicts(func() error {
 		a, err := s.loadAgent(ctx, org, agent)
 		if err != nil || a.Attached(net.Name) == attach {
 			return err

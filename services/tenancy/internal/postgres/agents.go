@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/infrapilot/infrapilot/events"
+	"github.com/infrapilot/infrapilot/services/internal/platform/readmodel"
 	"github.com/infrapilot/infrapilot/services/tenancy/internal/domain"
 	"github.com/jackc/pgx/v5"
 )
@@ -21,7 +22,7 @@ func (s *Store) SaveAgent(ctx context.Context, a *domain.Agent) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("encode labels: %w", err)
 	}
-	return s.write(ctx, func(tx pgx.Tx) (bool, error) {
+	return s.rm.Write(ctx, func(tx pgx.Tx) (bool, error) {
 		tag, err := tx.Exec(ctx, `
 			INSERT INTO agents (id, org_id, fingerprint, hostname, os, arch, agent_version, labels, token_id,
 				credential_key, status, status_changed_at, enrolled_at, deleted, version)
@@ -92,7 +93,7 @@ func scanAgent(r pgx.Row) (events.Agent, error) {
 }
 
 // ListAgents lists the live agents of orgID, newest first.
-func (s *Store) ListAgents(ctx context.Context, orgID string, p Page) ([]events.Agent, string, error) {
+func (s *Store) ListAgents(ctx context.Context, orgID string, p readmodel.Page) ([]events.Agent, string, error) {
 	var out []events.Agent
 	err := s.Read(ctx, Scope{OrgID: orgID}, func(tx pgx.Tx) error {
 		after := p.After
@@ -108,7 +109,7 @@ func (s *Store) ListAgents(ctx context.Context, orgID string, p Page) ([]events.
 		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (events.Agent, error) { return scanAgent(r) })
 		return err
 	})
-	items, cursor := next(out, p.Limit, func(a events.Agent) string { return a.ID })
+	items, cursor := readmodel.Next(out, p.Limit, func(a events.Agent) string { return a.ID })
 	return items, cursor, err
 }
 

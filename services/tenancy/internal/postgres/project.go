@@ -22,7 +22,7 @@ func (s *Store) SaveOrg(ctx context.Context, o *domain.Org) (bool, error) {
 	if o.CreatedAt.IsZero() {
 		return false, nil
 	}
-	return s.write(ctx, func(tx pgx.Tx) (bool, error) {
+	return s.rm.Write(ctx, func(tx pgx.Tx) (bool, error) {
 		tag, err := tx.Exec(ctx, `
 			INSERT INTO orgs (id, name, slug, plan, created_at, updated_at, deleted, version)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -59,7 +59,7 @@ func (s *Store) SaveInvitation(ctx context.Context, inv *domain.Invitation) (boo
 	if inv.Accepted {
 		acceptedBy, acceptedAt = &inv.AcceptedBy, &inv.AcceptedAt
 	}
-	return s.write(ctx, func(tx pgx.Tx) (bool, error) {
+	return s.rm.Write(ctx, func(tx pgx.Tx) (bool, error) {
 		tag, err := tx.Exec(ctx, `
 			INSERT INTO invitations (id, org_id, email, role, token_hash, invited_by, created_at, expires_at,
 				accepted_by, accepted_at, revoked, version)
@@ -87,7 +87,7 @@ func (s *Store) SaveEnrollmentToken(ctx context.Context, t *domain.EnrollmentTok
 	if !t.LastUsedAt.IsZero() {
 		lastUsed = &t.LastUsedAt
 	}
-	return s.write(ctx, func(tx pgx.Tx) (bool, error) {
+	return s.rm.Write(ctx, func(tx pgx.Tx) (bool, error) {
 		tag, err := tx.Exec(ctx, `
 			INSERT INTO enrollment_tokens (id, org_id, name, token_hash, max_uses, uses, expires_at, labels,
 				revoked, deleted, created_at, last_used_at, version)
@@ -112,19 +112,6 @@ func (s *Store) SaveEnrollmentToken(ctx context.Context, t *domain.EnrollmentTok
 		}
 		return true, nil
 	})
-}
-
-func (s *Store) write(ctx context.Context, fn func(pgx.Tx) (bool, error)) (bool, error) {
-	tx, err := s.db.Begin(ctx)
-	if err != nil {
-		return false, err
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	wrote, err := fn(tx)
-	if err != nil {
-		return false, err
-	}
-	return wrote, tx.Commit(ctx)
 }
 
 func nonNil(m map[string]string) map[string]string {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/infrapilot/infrapilot/events"
+	"github.com/infrapilot/infrapilot/services/internal/platform/readmodel"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -33,7 +34,7 @@ func (s *Store) DefaultOrg(ctx context.Context, userID string) (orgID string, ro
 }
 
 // ListOrgs lists the orgs userID belongs to, with the role in each.
-func (s *Store) ListOrgs(ctx context.Context, userID string, p Page) ([]events.OrgSummary, string, error) {
+func (s *Store) ListOrgs(ctx context.Context, userID string, p readmodel.Page) ([]events.OrgSummary, string, error) {
 	var out []events.OrgSummary
 	err := s.Read(ctx, Scope{UserID: userID}, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `
@@ -53,7 +54,7 @@ func (s *Store) ListOrgs(ctx context.Context, userID string, p Page) ([]events.O
 		})
 		return err
 	})
-	items, cursor := next(out, p.Limit, func(o events.OrgSummary) string { return o.ID })
+	items, cursor := readmodel.Next(out, p.Limit, func(o events.OrgSummary) string { return o.ID })
 	return items, cursor, err
 }
 
@@ -74,7 +75,7 @@ func (s *Store) GetOrg(ctx context.Context, orgID string) (o events.OrgSummary, 
 }
 
 // ListMembers lists the members of orgID by user id.
-func (s *Store) ListMembers(ctx context.Context, orgID string, p Page) ([]events.Member, string, error) {
+func (s *Store) ListMembers(ctx context.Context, orgID string, p readmodel.Page) ([]events.Member, string, error) {
 	var out []events.Member
 	err := s.Read(ctx, Scope{OrgID: orgID}, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT user_id, role, joined_at FROM memberships
@@ -90,7 +91,7 @@ func (s *Store) ListMembers(ctx context.Context, orgID string, p Page) ([]events
 		})
 		return err
 	})
-	items, cursor := next(out, p.Limit, func(m events.Member) string { return m.UserID })
+	items, cursor := readmodel.Next(out, p.Limit, func(m events.Member) string { return m.UserID })
 	return items, cursor, err
 }
 
@@ -115,7 +116,7 @@ func (s *Store) AgentEnrolled(ctx context.Context, orgID, fingerprint string) (e
 }
 
 // ListInvitations lists the invitations of orgID, newest id last.
-func (s *Store) ListInvitations(ctx context.Context, orgID string, now time.Time, p Page) ([]events.Invitation, string, error) {
+func (s *Store) ListInvitations(ctx context.Context, orgID string, now time.Time, p readmodel.Page) ([]events.Invitation, string, error) {
 	var out []events.Invitation
 	err := s.Read(ctx, Scope{OrgID: orgID}, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT id, email, role, invited_by, created_at, expires_at,
@@ -145,12 +146,12 @@ func (s *Store) ListInvitations(ctx context.Context, orgID string, now time.Time
 		})
 		return err
 	})
-	items, cursor := next(out, p.Limit, func(i events.Invitation) string { return i.ID })
+	items, cursor := readmodel.Next(out, p.Limit, func(i events.Invitation) string { return i.ID })
 	return items, cursor, err
 }
 
 // ListEnrollmentTokens lists the tokens of orgID that are not deleted.
-func (s *Store) ListEnrollmentTokens(ctx context.Context, orgID string, p Page) ([]events.EnrollmentToken, string, error) {
+func (s *Store) ListEnrollmentTokens(ctx context.Context, orgID string, p readmodel.Page) ([]events.EnrollmentToken, string, error) {
 	var out []events.EnrollmentToken
 	err := s.Read(ctx, Scope{OrgID: orgID}, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT id, name, max_uses, uses, expires_at, labels, revoked, created_at, last_used_at
@@ -171,7 +172,7 @@ func (s *Store) ListEnrollmentTokens(ctx context.Context, orgID string, p Page) 
 		})
 		return err
 	})
-	items, cursor := next(out, p.Limit, func(t events.EnrollmentToken) string { return t.ID })
+	items, cursor := readmodel.Next(out, p.Limit, func(t events.EnrollmentToken) string { return t.ID })
 	return items, cursor, err
 }
 

@@ -7,8 +7,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/infrapilot/infrapilot/events"
 	"github.com/infrapilot/infrapilot/services/internal/platform/eventstore"
+	"github.com/infrapilot/infrapilot/services/internal/platform/readmodel"
 	"github.com/infrapilot/infrapilot/services/tenancy/internal/domain"
-	"github.com/infrapilot/infrapilot/services/tenancy/internal/postgres"
 )
 
 // AgentCredentials issues and revokes the NATS credentials of agents. The
@@ -89,7 +89,7 @@ func (s *Service) enrollAgent(ctx context.Context, req events.EnrollAgentRequest
 			Fingerprint: req.Fingerprint, Hostname: hostname, OS: osName, Arch: arch, Version: version,
 			TokenID: use.TokenID, Labels: use.Labels, CredentialKey: key})
 	} else {
-		err = retry(func() error {
+		err = eventstore.RetryConflicts(func() error {
 			a, err := s.loadAgent(ctx, org, id)
 			if err != nil {
 				return err
@@ -164,7 +164,7 @@ func (s *Service) listAgents(ctx context.Context, req events.ListRequest) (event
 	if err != nil {
 		return events.List[events.Agent]{}, err
 	}
-	page, err := postgres.PageOf(req)
+	page, err := readmodel.PageOf(req.Limit, req.Cursor)
 	if err != nil {
 		return events.List[events.Agent]{}, err
 	}
@@ -205,7 +205,7 @@ func (s *Service) deleteAgent(ctx context.Context, req events.IDRequest) (events
 	var key string
 	var v uint64
 	gone := false
-	err = retry(func() error {
+	err = eventstore.RetryConflicts(func() error {
 		a, err := s.loadAgent(ctx, c.OrgID, req.ID)
 		if err != nil {
 			return err

@@ -2,57 +2,31 @@ package service
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/infrapilot/infrapilot/events"
-	"github.com/infrapilot/infrapilot/services/internal/platform/reqctx"
+	"github.com/infrapilot/infrapilot/services/internal/platform/svcclient"
 	"github.com/nats-io/nats.go"
 )
 
 // authTimeout bounds a call to the auth service when ctx has no deadline.
 const authTimeout = 10 * time.Second
 
+// authUnreachable words the auth service's absence for tenancy's callers.
+var authUnreachable = svcclient.Unreachable{NoResponders: "auth service is not running",
+	Timeout: "auth service did not answer", Bus: "auth service did not answer"}
+
 // callAuth asks the auth service, passing the request's context (ids,
 // org, actor, deadline) on, and returns its reply or its *events.Error.
 func callAuth[Req, Resp any](ctx context.Context, nc *nats.Conn, op string, req Req) (Resp, error) {
 	var resp Resp
-	data, err := json.Marshal(req)
-	if err != nil {
-		return resp, err
-	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, authTimeout)
 		defer cancel()
 	}
-	msg := nats.NewMsg(events.ServiceEndpoint("auth", op))
-	msg.Data = data
-	reqctx.From(ctx).Headers(msg.Header)
-	if dl, ok := ctx.Deadline(); ok {
-		msg.Header.Set(events.HeaderDeadline, dl.UTC().Format(time.RFC3339Nano))
-	}
-	reply, err := nc.RequestMsgWithContext(ctx, msg)
-	switch {
-	case errors.Is(err, nats.ErrNoResponders):
-		return resp, &events.Error{Code: events.CodeUnavailable, Message: "auth service is not running", Err: err}
-	case err != nil:
-		return resp, &events.Error{Code: events.CodeUnavailable, Message: "auth service did not answer", Err: err}
-	}
-	if code := reply.Header.Get(events.HeaderServiceErrorCode); code != "" {
-		var e events.Error
-		if json.Unmarshal(reply.Data, &e) != nil || e.Message == "" {
-			e.Message = reply.Header.Get(events.HeaderServiceError)
-		}
-		e.Code = events.Code(code)
-		return resp, &e
-	}
-	if err := json.Unmarshal(reply.Data, &resp); err != nil {
-		return resp, fmt.Errorf("auth %s: decode reply: %w", op, err)
-	}
-	return resp, nil
+	err := svcclient.Call(ctx, nc, events.ServiceEndpoint("auth", op), authUnreachable, req, &resp)
+	return resp, err
 }
 
 // users returns the auth service's view of ids, by id. Users auth does not

@@ -9,8 +9,9 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/infrapilot/infrapilot/events"
+	"github.com/infrapilot/infrapilot/services/internal/platform/eventstore"
+	"github.com/infrapilot/infrapilot/services/internal/platform/readmodel"
 	"github.com/infrapilot/infrapilot/services/tenancy/internal/domain"
-	"github.com/infrapilot/infrapilot/services/tenancy/internal/postgres"
 )
 
 // Limits of enrollment tokens.
@@ -81,7 +82,7 @@ func (s *Service) listEnrollmentTokens(ctx context.Context, req events.ListReque
 	if err != nil {
 		return events.List[events.EnrollmentToken]{}, err
 	}
-	page, err := postgres.PageOf(req)
+	page, err := readmodel.PageOf(req.Limit, req.Cursor)
 	if err != nil {
 		return events.List[events.EnrollmentToken]{}, err
 	}
@@ -98,7 +99,7 @@ func (s *Service) revokeEnrollmentToken(ctx context.Context, req events.IDReques
 		return events.EnrollmentToken{}, domain.ErrTokenNotFound
 	}
 	var t *domain.EnrollmentToken
-	err = retry(func() error {
+	err = eventstore.RetryConflicts(func() error {
 		if t, err = s.loadEnrollmentToken(ctx, c.OrgID, req.ID); err != nil {
 			return err
 		}
@@ -126,7 +127,7 @@ func (s *Service) deleteEnrollmentToken(ctx context.Context, req events.IDReques
 		return events.Empty{}, domain.ErrTokenNotFound
 	}
 	var v uint64
-	err = retry(func() error {
+	err = eventstore.RetryConflicts(func() error {
 		t, err := s.loadEnrollmentToken(ctx, c.OrgID, req.ID)
 		if err != nil {
 			return err
@@ -186,7 +187,7 @@ func (s *Service) useEnrollmentToken(ctx context.Context, req events.UseEnrollme
 	}
 	var t *domain.EnrollmentToken
 	repeat := false
-	err = retry(func() error {
+	err = eventstore.RetryConflicts(func() error {
 		if t, err = s.loadEnrollmentToken(ctx, orgID, id); err != nil {
 			return err
 		}

@@ -123,7 +123,7 @@ func errSlugTaken() error {
 // its own, appended with optimistic concurrency, so of two orgs claiming
 // the same slug at once exactly one wins.
 func (s *Service) claimSlug(ctx context.Context, orgID, slug string) error {
-	return retry(func() error {
+	return eventstore.RetryConflicts(func() error {
 		ref := eventstore.Ref{OrgID: events.PlatformOrg, Type: events.TenancyAggSlug, ID: slug}
 		evs, v, err := s.es.Load(ctx, ref)
 		if err != nil {
@@ -149,7 +149,7 @@ func (s *Service) claimSlug(ctx context.Context, orgID, slug string) error {
 // left behind only keeps a slug from being reused, and is logged.
 func (s *Service) releaseSlug(ctx context.Context, orgID, slug string) {
 	ctx = context.WithoutCancel(ctx)
-	err := retry(func() error {
+	err := eventstore.RetryConflicts(func() error {
 		ref := eventstore.Ref{OrgID: events.PlatformOrg, Type: events.TenancyAggSlug, ID: slug}
 		evs, v, err := s.es.Load(ctx, ref)
 		if err != nil {

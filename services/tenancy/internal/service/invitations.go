@@ -9,9 +9,10 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/infrapilot/infrapilot/events"
+	"github.com/infrapilot/infrapilot/services/internal/platform/eventstore"
+	"github.com/infrapilot/infrapilot/services/internal/platform/readmodel"
 	"github.com/infrapilot/infrapilot/services/tenancy/internal/domain"
 	"github.com/infrapilot/infrapilot/services/tenancy/internal/mail"
-	"github.com/infrapilot/infrapilot/services/tenancy/internal/postgres"
 )
 
 // createInvitation records an invitation, mails its link when SMTP is
@@ -98,7 +99,7 @@ func (s *Service) listInvitations(ctx context.Context, req events.ListRequest) (
 	if err != nil {
 		return events.List[events.Invitation]{}, err
 	}
-	page, err := postgres.PageOf(req)
+	page, err := readmodel.PageOf(req.Limit, req.Cursor)
 	if err != nil {
 		return events.List[events.Invitation]{}, err
 	}
@@ -115,7 +116,7 @@ func (s *Service) revokeInvitation(ctx context.Context, req events.IDRequest) (e
 		return events.Empty{}, domain.ErrInvitationNotFound
 	}
 	var v uint64
-	err = retry(func() error {
+	err = eventstore.RetryConflicts(func() error {
 		inv, err := s.loadInvitation(ctx, c.OrgID, req.ID)
 		if err != nil {
 			return err
@@ -178,7 +179,7 @@ func (s *Service) acceptInvitation(ctx context.Context, req events.AcceptInvitat
 		return events.OrgSummary{}, err
 	}
 	var v uint64
-	err = retry(func() error {
+	err = eventstore.RetryConflicts(func() error {
 		inv, err := s.loadInvitation(ctx, orgID, id)
 		if err != nil {
 			return err

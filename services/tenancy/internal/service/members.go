@@ -5,8 +5,9 @@ import (
 	"strings"
 
 	"github.com/infrapilot/infrapilot/events"
+	"github.com/infrapilot/infrapilot/services/internal/platform/eventstore"
+	"github.com/infrapilot/infrapilot/services/internal/platform/readmodel"
 	"github.com/infrapilot/infrapilot/services/tenancy/internal/domain"
-	"github.com/infrapilot/infrapilot/services/tenancy/internal/postgres"
 )
 
 // listMembers lists the org's members; members_list needs members:read,
@@ -17,7 +18,7 @@ func (s *Service) listMembers(perm events.Permission) func(context.Context, even
 		if err != nil {
 			return events.List[events.Member]{}, err
 		}
-		page, err := postgres.PageOf(req)
+		page, err := readmodel.PageOf(req.Limit, req.Cursor)
 		if err != nil {
 			return events.List[events.Member]{}, err
 		}
@@ -61,7 +62,7 @@ func (s *Service) addMember(ctx context.Context, req events.AddMemberRequest) (e
 // version (actor "" for the system: an accepted invitation).
 func (s *Service) join(ctx context.Context, orgID string, actor events.Role, userID string, role events.Role, invitationID string) (events.Member, error) {
 	var v uint64
-	err := retry(func() error {
+	err := eventstore.RetryConflicts(func() error {
 		o, err := s.loadOrg(ctx, orgID)
 		if err != nil {
 			return err
@@ -94,7 +95,7 @@ func (s *Service) updateMember(ctx context.Context, req events.UpdateMemberReque
 	}
 	var m domain.Member
 	var v uint64
-	err = retry(func() error {
+	err = eventstore.RetryConflicts(func() error {
 		o, err := s.loadOrg(ctx, c.OrgID)
 		if err != nil {
 			return err
@@ -130,7 +131,7 @@ func (s *Service) removeMember(ctx context.Context, req events.UserRef) (events.
 		return events.Empty{}, err
 	}
 	var v uint64
-	err = retry(func() error {
+	err = eventstore.RetryConflicts(func() error {
 		o, err := s.loadOrg(ctx, c.OrgID)
 		if err != nil {
 			return err

@@ -5,9 +5,10 @@ import (
 	"time"
 
 	"github.com/infrapilot/infrapilot/events"
+	"github.com/infrapilot/infrapilot/services/internal/platform/eventstore"
+	"github.com/infrapilot/infrapilot/services/internal/platform/readmodel"
 	"github.com/infrapilot/infrapilot/services/internal/platform/reqctx"
 	"github.com/infrapilot/infrapilot/services/tenancy/internal/domain"
-	"github.com/infrapilot/infrapilot/services/tenancy/internal/postgres"
 )
 
 func (s *Service) listOrgs(ctx context.Context, req events.ListRequest) (events.List[events.OrgSummary], error) {
@@ -15,7 +16,7 @@ func (s *Service) listOrgs(ctx context.Context, req events.ListRequest) (events.
 	if err != nil {
 		return events.List[events.OrgSummary]{}, err
 	}
-	page, err := postgres.PageOf(req)
+	page, err := readmodel.PageOf(req.Limit, req.Cursor)
 	if err != nil {
 		return events.List[events.OrgSummary]{}, err
 	}
@@ -62,7 +63,7 @@ func (s *Service) updateOrg(ctx context.Context, req events.UpdateOrgRequest) (e
 	var o *domain.Org
 	var oldSlug string
 	claimed := ""
-	err = retry(func() error {
+	err = eventstore.RetryConflicts(func() error {
 		if o, err = s.loadOrg(ctx, c.OrgID); err != nil {
 			return err
 		}
@@ -113,7 +114,7 @@ func (s *Service) deleteOrg(ctx context.Context, _ events.Empty) (events.Empty, 
 	}
 	var o *domain.Org
 	var v uint64
-	err = retry(func() error {
+	err = eventstore.RetryConflicts(func() error {
 		if o, err = s.loadOrg(ctx, c.OrgID); err != nil {
 			return err
 		}
@@ -151,7 +152,7 @@ func (s *Service) setPlan(ctx context.Context, req events.SetPlanRequest) (event
 		return events.OrgSummary{}, p.Err()
 	}
 	var o *domain.Org
-	err = retry(func() error {
+	err = eventstore.RetryConflicts(func() error {
 		if o, err = s.loadOrg(ctx, c.OrgID); err != nil {
 			return err
 		}

@@ -5,41 +5,40 @@ import (
 
 	"github.com/infrapilot/infrapilot/events"
 	"github.com/infrapilot/infrapilot/services/internal/platform/app"
+	"github.com/infrapilot/infrapilot/services/internal/platform/readmodel"
 )
 
 // ProjectionHandler is the durable consumer that keeps the read model.
 // Renaming it re-reads the whole stream.
 const ProjectionHandler = "tenancy_projection"
 
-// registerProjection adds the read-model projection. For each event it
-// rebuilds the event's aggregate from the event store and writes it whole
-// if it is newer than what the read model holds. That is idempotent, and
-// insensitive to redelivery and to the order in which replicas handle
-// events: an older event arriving late finds a newer row and writes
-// nothing.
+// registerProjection adds the read-model projection (readmodel.Projection:
+// whole aggregates, version-guarded, idempotent).
 func (s *Service) registerProjection(d app.Deps) error {
-	return d.Router.AddEventHandler(ProjectionHandler, events.DomainStream(Name), []string{events.DomainEvents(Name)},
-		func(ctx context.Context, env events.Envelope) error {
-			wrote, err := s.project(ctx, env)
-			if err != nil {
-				return err
-			}
-			if wrote {
-				if env.Aggregate.Type == events.TenancyAggOrg {
-					s.cache.invalidateOrg(env.OrgID)
-				}
-				s.applied.broadcast()
-			}
-			return nil
-		})
+	return readmodel.Projection{
+		Handler: ProjectionHandler,
+		Service: Name,
+		Version: func(ctx context.Context, env events.Envelope) (uint64, error) {
+			return s.db.Version(ctx, env.Aggregate.Type, env.Aggregate.ID)
+		},
+		Project: s.project,
+	}.Register(d.Router, s.applied)
 }
 
+// project writes the aggregate of env. An org it wrote drops the org's
+// cached membership answers on this replica before any waiter wakes.
 func (s *Service) project(ctx context.Context, env events.Envelope) (bool, error) {
-	if env.Sequence > 0 {
-		if v, err := s.db.Version(ctx, env.Aggregate.Type, env.Aggregate.ID); err == nil && v >= env.Sequence {
-			return false, nil // already reflected
-		}
+	wrote, err := s.save(ctx, env)
+	if err != nil {
+		return false, err
 	}
+	if wrote && env.Aggregate.Type == events.TenancyAggOrg {
+		s.cache.invalidateOrg(env.OrgID)
+	}
+	return wrote, nil
+}
+
+func (s *Service) save(ctx context.Context, env events.Envelope) (bool, error) {
 	switch env.Aggregate.Type {
 	case events.TenancyAggOrg:
 		o, err := s.loadOrg(ctx, env.OrgID)
@@ -70,4 +69,13 @@ func (s *Service) project(ctx context.Context, env events.Envelope) (bool, error
 		// newer version of this service.
 		return false, nil
 	}
+}
+
+// await gives read-your-writes: it returns once the read model holds
+// version (or a newer one) of the aggregate, or after the configured wait
+// (readmodel.Waiter.Await: running out of time is logged, not an error).
+func (s *Service) await(ctx context.Context, aggType, id string, version uint64) {
+	s.applied.Await(ctx, aggType, id, version, func(ctx context.Context) (uint64, error) {
+		return s.db.Version(ctx, aggType, id)
+	})
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/infrapilot/infrapilot/events"
 	"github.com/infrapilot/infrapilot/services/internal/platform/app"
 	"github.com/infrapilot/infrapilot/services/internal/platform/eventstore"
+	"github.com/infrapilot/infrapilot/services/internal/platform/readmodel"
 	"github.com/infrapilot/infrapilot/services/internal/platform/reqctx"
 	"github.com/infrapilot/infrapilot/services/tenancy/internal/domain"
 	"github.com/infrapilot/infrapilot/services/tenancy/internal/mail"
@@ -99,7 +100,7 @@ type Service struct {
 	mailer  *mail.Sender
 	now     func() time.Time
 	cache   *membershipCache
-	applied *signal
+	applied *readmodel.Waiter
 	creds   AgentCredentials
 }
 
@@ -122,7 +123,7 @@ func New(cfg Config, d app.Deps) (*Service, error) {
 	}
 	s := &Service{
 		cfg: cfg, log: d.Log, nc: d.NC, es: d.Events, db: postgres.New(d.DB), mailer: mailer, now: now,
-		cache: newMembershipCache(cfg.MembershipCacheTTL), applied: newSignal(), creds: cfg.AgentCredentials,
+		cache: newMembershipCache(cfg.MembershipCacheTTL), applied: readmodel.NewWaiter(cfg.ProjectionWait, d.Log), creds: cfg.AgentCredentials,
 	}
 	s.register(d)
 	if err := s.registerProjection(d); err != nil {
@@ -182,42 +183,12 @@ func user(ctx context.Context) (events.Actor, error) {
 	return a, nil
 }
 
-// meta is the metadata of events caused by the request in ctx, in orgID.
-// Work without an actor (a bootstrap, a service without headers) is the
-// system's.
-func meta(ctx context.Context, orgID string) events.Meta {
-	m := reqctx.Meta(ctx)
-	m.OrgID = orgID
-	if m.Actor.Kind == "" {
-		m.Actor = events.SystemActor(Name)
-	}
-	return m
-}
-
 // appendTo appends payloads to one aggregate at version and returns its new
-// version.
+// version. Work without an actor (a bootstrap, a service without headers)
+// is the system's.
 func (s *Service) appendTo(ctx context.Context, orgID, aggType, id string, version uint64, payloads ...events.Payload) (uint64, error) {
-	m := meta(ctx, orgID)
-	envs := make([]events.Envelope, 0, len(payloads))
-	for _, p := range payloads {
-		env, err := events.New(p, events.Aggregate{Type: aggType, ID: id}, m)
-		if err != nil {
-			return 0, err
-		}
-		envs = append(envs, env)
-	}
-	return s.es.Append(ctx, eventstore.Ref{OrgID: orgID, Type: aggType, ID: id}, version, envs...)
-}
-
-// retry runs decide-and-append again when the append lost an optimistic
-// concurrency race: fn reloads, so it decides on the newer state.
-func retry(fn func() error) error {
-	for i := 0; ; i++ {
-		err := fn()
-		if !errors.Is(err, eventstore.ErrConflict) || i == 4 {
-			return err
-		}
-	}
+	return s.es.AppendPayloads(ctx, eventstore.Ref{OrgID: orgID, Type: aggType, ID: id}, version,
+		reqctx.MetaIn(ctx, orgID, events.SystemActor(Name)), payloads...)
 }
 
 func (s *Service) loadOrg(ctx context.Context, orgID string) (*domain.Org, error) {
