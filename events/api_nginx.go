@@ -57,6 +57,10 @@ type NginxAgentInfo struct {
 	// unless the agent says otherwise).
 	HTTPPort  int `json:"http_port,omitempty"`
 	HTTPSPort int `json:"https_port,omitempty"`
+	// CheckPort is the loopback port the agent wants the check server on
+	// (0: the renderer's default, 8089), so that it can avoid a port
+	// something else on the server uses.
+	CheckPort int `json:"check_port,omitempty"`
 }
 
 // NginxFile is one rendered file, relative to the generation directory

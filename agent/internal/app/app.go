@@ -63,6 +63,8 @@ type NginxConfig struct {
 	// Binary is the nginx executable (default "nginx").
 	Binary              string
 	HTTPPort, HTTPSPort int
+	// CheckPort is the check server's port (0: the proxy service's default).
+	CheckPort int
 	// DriftInterval (default 30 s) and ResyncInterval (default 5 min):
 	// see nginx.SyncConfig.
 	DriftInterval, ResyncInterval time.Duration
@@ -227,7 +229,7 @@ func (a *App) nginx(nc *nats.Conn, ob *outbox.Outbox, dc *docker.Client) (*nginx
 		return nil, nil
 	}
 	cfg := nginx.Config{Dir: n.Dir, Root: n.Root, Kind: events.NginxKindLocal, Binary: n.Binary,
-		HTTPPort: n.HTTPPort, HTTPSPort: n.HTTPSPort, CheckTimeout: n.CheckTimeout, Log: a.log.With("part", "nginx")}
+		HTTPPort: n.HTTPPort, HTTPSPort: n.HTTPSPort, CheckPort: n.CheckPort, CheckTimeout: n.CheckTimeout, Log: a.log.With("part", "nginx")}
 	if n.Container != "" {
 		cfg.Kind, cfg.Container = events.NginxKindContainer, n.Container
 		cfg.Exec = nginx.NewContainerExec(dc, n.Container, n.Binary)

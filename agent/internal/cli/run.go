@@ -32,6 +32,7 @@ func runCmd(ctx context.Context, env Env, args []string) int {
 	nginxBin := fs.String("nginx-bin", "nginx", "the nginx executable (in the container with --nginx-container)")
 	nginxHTTP := fs.Int("nginx-http-port", 80, "port nginx serves HTTP on")
 	nginxHTTPS := fs.Int("nginx-https-port", 443, "port nginx serves HTTPS on")
+	nginxCheck := fs.Int("nginx-check-port", 0, "loopback port of nginx's revision check server (0: 8089)")
 	nginxDrift := fs.Duration("nginx-drift-interval", 30*time.Second, "how often nginx's files are compared with what the agent wrote")
 	acmeCA := fs.String("acme-ca-file", "", "PEM bundle trusted for the ACME server's HTTPS (default: the system roots)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
@@ -58,7 +59,7 @@ func runCmd(ctx context.Context, env Env, args []string) int {
 			return ExitUsage
 		}
 		cfg.Nginx = &app.NginxConfig{Dir: *nginxDir, Root: *nginxRoot, Container: *nginxContainer, Binary: *nginxBin,
-			HTTPPort: *nginxHTTP, HTTPSPort: *nginxHTTPS, DriftInterval: *nginxDrift, ACMECAFile: *acmeCA}
+			HTTPPort: *nginxHTTP, HTTPSPort: *nginxHTTPS, CheckPort: *nginxCheck, DriftInterval: *nginxDrift, ACMECAFile: *acmeCA}
 	} else if *nginxRoot != "" || *nginxContainer != "" {
 		fmt.Fprintln(env.Stderr, "infrapilot-agent run: --nginx-root and --nginx-container need --nginx-dir")
 		return ExitUsage

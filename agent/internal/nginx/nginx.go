@@ -58,6 +58,9 @@ type Config struct {
 	// HTTPPort and HTTPSPort are reported to the proxy service, which
 	// renders the servers on them (default 80 and 443).
 	HTTPPort, HTTPSPort int
+	// CheckPort is the port the agent asks the check server to listen on
+	// (reported; 0 lets the proxy service choose its default, 8089).
+	CheckPort int
 	// Exec runs nginx. Default: LocalExec for the local kind; the
 	// container kind needs one (NewContainerExec).
 	Exec Exec
@@ -181,7 +184,7 @@ func (c *Controller) Dir() string { return c.cfg.Dir }
 // and ports with it. The version comes from `nginx -v`, once.
 func (c *Controller) Info(ctx context.Context) events.NginxAgentInfo {
 	info := events.NginxAgentInfo{Enabled: true, Kind: c.cfg.Kind, Root: c.cfg.Root,
-		HTTPPort: c.cfg.HTTPPort, HTTPSPort: c.cfg.HTTPSPort, Version: c.nginxVersion(ctx)}
+		HTTPPort: c.cfg.HTTPPort, HTTPSPort: c.cfg.HTTPSPort, CheckPort: c.cfg.CheckPort, Version: c.nginxVersion(ctx)}
 	if c.cfg.Kind == events.NginxKindContainer {
 		info.Container = c.cfg.Container
 	}

@@ -40,7 +40,7 @@ func TestProxyEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nginxHTTP, nginxHTTPS := freePort(t), freePort(t)
+	nginxHTTP, nginxHTTPS, checkPort := freePort(t), freePort(t), freePort(t)
 	acme := startACME(t, nginxHTTP)
 	httpPort := freePort(t)
 	startDevArgs(t, dataDir(t), httpPort, freePort(t), freePort(t),
@@ -65,7 +65,7 @@ func TestProxyEndToEnd(t *testing.T) {
 		agent = &agentProc{out: &syncBuffer{}}
 		agent.cmd = exec.Command(bin, "run", "--state-dir", stateDir, "--docker-host", "unix:///nonexistent.sock", "--log-format", "json",
 			"--nginx-dir", nginxDir, "--nginx-bin", mustEnv(t, envNginx), "--nginx-http-port", fmt.Sprint(nginxHTTP),
-			"--nginx-https-port", fmt.Sprint(nginxHTTPS), "--nginx-drift-interval", "500ms", "--acme-ca-file", acme.CAFile)
+			"--nginx-https-port", fmt.Sprint(nginxHTTPS), "--nginx-check-port", fmt.Sprint(checkPort), "--nginx-drift-interval", "500ms", "--acme-ca-file", acme.CAFile)
 		agent.cmd.Stdout, agent.cmd.Stderr = agent.out, agent.out
 		if err := agent.cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -84,7 +84,7 @@ func TestProxyEndToEnd(t *testing.T) {
 	// The agent reports its nginx: the settings show it.
 	natstest.CheckFor(t, 30*time.Second, 200*time.Millisecond, func() error {
 		s := c.must(200, "GET", base+"/proxy-settings", tok, org, nil)
-		if n, _ := s.Body["nginx"].(map[string]any); n == nil || n["root"] != nginxDir {
+		if n, _ := s.Body["nginx"].(map[string]any); n == nil || n["root"] != nginxDir || n["check_port"] != float64(checkPort) {
 			return fmt.Errorf("settings: %s", s.Raw)
 		}
 		return nil

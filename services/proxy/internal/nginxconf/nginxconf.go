@@ -52,6 +52,9 @@ func LayoutFor(info *events.NginxAgentInfo) Layout {
 	if info.HTTPSPort > 0 {
 		l.HTTPSPort = info.HTTPSPort
 	}
+	if info.CheckPort > 0 {
+		l.CheckPort = info.CheckPort
+	}
 	return l
 }
 
