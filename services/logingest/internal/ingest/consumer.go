@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/infrapilot/infrapilot/events"
@@ -119,6 +120,35 @@ func (c *Consumer[T]) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("ingest: consumer %s: %w", c.cfg.Name, err)
 	}
+	// Two batches at a time: while one is written to the store (by the
+	// writer goroutine), the next is fetched and decoded, so decoding and
+	// the store's round trips overlap instead of taking turns (the load
+	// harness found this loop serial at ~87k lines/s with a core to
+	// spare). Handing a batch over blocks until the previous write is
+	// done, so at most two batches' messages are held and Write is never
+	// called concurrently.
+	toWrite := make(chan batch[T])
+	written := make(chan struct{})
+	// The writer outlives ctx by up to the drain time, so the batch being
+	// written when the consumer stops is still stored and acknowledged.
+	wctx, wcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer wcancel()
+	var held atomic.Int64 // messages of the batch being written
+	go func() {
+		defer close(written)
+		for wb := range toWrite {
+			n := int64(len(wb.msgs))
+			if err := c.flush(wctx, &wb); err != nil {
+				c.log.Debug("stopping with a batch unwritten; it will be redelivered", "messages", n)
+			}
+			held.Add(-n)
+		}
+	}()
+	hand := func(b *batch[T]) {
+		held.Add(int64(len(b.msgs)))
+		toWrite <- *b
+		*b = batch[T]{}
+	}
 	var b batch[T]
 	for ctx.Err() == nil {
 		// Idle, a pull waits half an interval; the batch it starts counts
@@ -129,15 +159,15 @@ func (c *Consumer[T]) Run(ctx context.Context) error {
 			wait = c.cfg.FlushInterval - time.Since(b.oldest)
 		}
 		if len(b.msgs) > 0 && (wait <= 0 || len(b.rows) >= c.cfg.MaxRows || b.bytes >= c.cfg.MaxBytes) {
-			if err := c.flush(ctx, &b); err != nil {
-				break // ctx ended while the store failed: the batch is redelivered
-			}
+			hand(&b)
 			continue
 		}
-		n := min(c.cfg.FetchBatch, c.cfg.MaxAckPending-len(b.msgs))
+		n := min(c.cfg.FetchBatch, c.cfg.MaxAckPending-len(b.msgs)-int(held.Load()))
 		if n <= 0 {
-			// Every message the broker lets us hold is in this batch.
-			if err := c.flush(ctx, &b); err != nil {
+			// Every message the broker lets us hold is in these batches.
+			if len(b.msgs) > 0 {
+				hand(&b)
+			} else if !sleep(ctx, 10*time.Millisecond) {
 				break
 			}
 			continue
@@ -168,6 +198,10 @@ func (c *Consumer[T]) Run(ctx context.Context) error {
 			b.bytes += size
 		}
 	}
+	stopWriter := time.AfterFunc(c.cfg.AckWait/2, wcancel)
+	defer stopWriter.Stop()
+	close(toWrite)
+	<-written
 	if len(b.msgs) > 0 {
 		// Stopping: store and ack what we hold, so it is not redelivered
 		// to the next instance after AckWait. A failure here only delays.
