@@ -4,23 +4,21 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/infrapilot/infrapilot/agent/internal/nginx/nginxtest"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/infrapilot/infrapilot/agent/internal/app"
 	"github.com/infrapilot/infrapilot/agent/internal/dockertest"
 	"github.com/infrapilot/infrapilot/agent/internal/hubtest"
-	"github.com/infrapilot/infrapilot/agent/internal/nginx"
 	"github.com/infrapilot/infrapilot/agent/internal/state"
 	"github.com/infrapilot/infrapilot/events"
 	"github.com/nats-io/nats.go"
@@ -99,7 +97,7 @@ func TestNginxManaged(t *testing.T) {
 	for d := dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
 		_ = os.Chmod(d, 0o755)
 	}
-	t.Cleanup(func() { stopNginx(filepath.Join(dir, "run", "nginx.pid")) })
+	t.Cleanup(func() { nginxtest.Stop(t, filepath.Join(dir, "run", "nginx.pid")) })
 	check, port := freePort(t), freePort(t)
 	one, two := upstreamServer(t, "one"), upstreamServer(t, "two")
 	desired := func(rev uint64, up string) events.NginxDesired {
@@ -187,24 +185,4 @@ func serves(t *testing.T, port int, want string) {
 		}
 		return nil
 	})
-}
-
-// stopNginx ends the nginx the agent started, by its pid file.
-func stopNginx(pidFile string) {
-	b, err := os.ReadFile(pidFile)
-	if err != nil {
-		return
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return
-	}
-	_ = syscall.Kill(pid, syscall.SIGTERM)
-	alive := func() bool { return syscall.Kill(pid, 0) == nil && !nginx.Zombie(pid) }
-	for i := 0; i < 500 && alive(); i++ {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if alive() {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-	}
 }

@@ -123,7 +123,7 @@ func TestContainerNginx(t *testing.T) {
 	}
 	via := func(port int, want string) {
 		t.Helper()
-		checkFor(t, 10*time.Second, func() error {
+		dockertest.CheckFor(t, 10*time.Second, 25*time.Millisecond, func() error {
 			got, err := getURL(fmt.Sprintf("http://%s:%d/", ip, port))
 			if err == nil && got != want {
 				err = fmt.Errorf("got %q, want %q", got, want)

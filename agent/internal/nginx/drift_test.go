@@ -2,6 +2,7 @@ package nginx_test
 
 import (
 	"context"
+	"github.com/infrapilot/infrapilot/agent/internal/nginx/nginxtest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -81,7 +82,7 @@ func TestRestartKeepsLastKnownGood(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	stopNginx(t, filepath.Join(r.dir, "run", "nginx.pid"))
+	nginxtest.Stop(t, filepath.Join(r.dir, "run", "nginx.pid"))
 	r.c = r.controller()
 	again := r.apply(d)
 	if !again.Applied || again.Generation != first.Generation || !again.AppliedAt.Equal(first.AppliedAt) {

@@ -3,6 +3,8 @@ package nginx_test
 import (
 	"context"
 	"fmt"
+	"github.com/infrapilot/infrapilot/agent/internal/dockertest"
+	"github.com/infrapilot/infrapilot/agent/internal/nginx/nginxtest"
 	"io"
 	"net"
 	"net/http"
@@ -10,9 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -50,23 +49,6 @@ func upstream(t testing.TB, body string) int {
 	return s.Listener.Addr().(*net.TCPAddr).Port
 }
 
-// checkFor polls fn until it returns nil, failing the test with its last
-// error after timeout.
-func checkFor(t testing.TB, timeout time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met after %s: %v", timeout, err)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
-
 // get fetches http://127.0.0.1:port/ (no keep-alive: each request sees
 // the configuration of the moment).
 func get(port int) (string, error) { return getURL(fmt.Sprintf("http://127.0.0.1:%d/", port)) }
@@ -88,7 +70,7 @@ func getURL(url string) (string, error) {
 // serves waits until a request through nginx on port answers want.
 func serves(t testing.TB, port int, want string) {
 	t.Helper()
-	checkFor(t, 10*time.Second, func() error {
+	dockertest.CheckFor(t, 10*time.Second, 25*time.Millisecond, func() error {
 		got, err := get(port)
 		if err != nil {
 			return err
@@ -103,7 +85,7 @@ func serves(t testing.TB, port int, want string) {
 // gone waits until nothing answers on port.
 func gone(t testing.TB, port int) {
 	t.Helper()
-	checkFor(t, 10*time.Second, func() error {
+	dockertest.CheckFor(t, 10*time.Second, 25*time.Millisecond, func() error {
 		if body, err := get(port); err == nil {
 			return fmt.Errorf("port %d still answers %q", port, body)
 		}
@@ -130,7 +112,7 @@ func newRig(t testing.TB) *rig {
 	}
 	r := &rig{t: t, dir: dir, checkPort: freePort(t)}
 	r.c = r.controller()
-	t.Cleanup(func() { stopNginx(t, filepath.Join(dir, "run", "nginx.pid")) })
+	t.Cleanup(func() { nginxtest.Stop(t, filepath.Join(dir, "run", "nginx.pid")) })
 	return r
 }
 
@@ -143,29 +125,6 @@ func (r *rig) controller() *nginx.Controller {
 		r.t.Fatal(err)
 	}
 	return c
-}
-
-// stopNginx ends the master named by a pid file (SIGTERM: fast
-// shutdown) and waits until it is gone.
-func stopNginx(t testing.TB, pidFile string) {
-	b, err := os.ReadFile(pidFile)
-	if err != nil {
-		return
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return
-	}
-	_ = syscall.Kill(pid, syscall.SIGTERM)
-	alive := func() bool { return syscall.Kill(pid, 0) == nil && !nginx.Zombie(pid) }
-	deadline := time.Now().Add(10 * time.Second)
-	for alive() && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if alive() {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-		t.Logf("nginx %d did not stop; killed", pid)
-	}
 }
 
 // mainConf is a hand-made nginx.conf of the shape the proxy service

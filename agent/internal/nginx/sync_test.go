@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/infrapilot/infrapilot/agent/internal/dockertest"
 	"os"
 	"path/filepath"
 	"sync"
@@ -73,7 +74,7 @@ func hubEvents(h *hubtest.Hub) ([]events.AgentNginxEvent, error) {
 func waitEvent(t *testing.T, h *hubtest.Hub, what string, match func(events.AgentNginxEvent) bool) events.AgentNginxEvent {
 	t.Helper()
 	var found events.AgentNginxEvent
-	checkFor(t, 20*time.Second, func() error {
+	dockertest.CheckFor(t, 20*time.Second, 25*time.Millisecond, func() error {
 		evs, err := hubEvents(h)
 		if err != nil {
 			return err
@@ -139,7 +140,7 @@ func TestSyncAcrossLinkCut(t *testing.T) {
 	}
 
 	h.Proxy().Cut()
-	checkFor(t, 10*time.Second, func() error {
+	dockertest.CheckFor(t, 10*time.Second, 25*time.Millisecond, func() error {
 		if ob.LinkUp() {
 			return fmt.Errorf("link still up")
 		}
@@ -149,7 +150,7 @@ func TestSyncAcrossLinkCut(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(r.dir, "current", "hosts", "host-a.conf"), []byte("# edited\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 10*time.Second, func() error {
+	dockertest.CheckFor(t, 10*time.Second, 25*time.Millisecond, func() error {
 		if b, _ := os.ReadFile(filepath.Join(r.dir, "current", "hosts", "host-a.conf")); string(b) == "# edited\n" {
 			return fmt.Errorf("not restored yet")
 		}
